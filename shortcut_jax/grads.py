@@ -1,0 +1,74 @@
+"""The problem's part (b) as code: hand-written derivatives of the squared loss.
+
+Numbered as in the answer to part (b), with delta = (y_hat - y)(1 - y_hat) y_hat = dL/dz2:
+
+    (b.1) dL/dy_hat = y_hat - y
+    (b.2) dL/db2    = delta
+    (b.3) dL/dW2    = delta a1^T                          (1, h)
+    (b.4) dL/dW     = delta x^T                           (1, d)   shortcut only
+    (b.5) dL/da1    = delta W2^T                          (h,)
+    (b.6) dL/db1    = delta W2^T * 1{z1 > 0}              (h,)
+    (b.7) dL/dW1    = (delta W2^T * 1{z1 > 0}) x^T        (h, d)
+
+Each function returns a `Params` shaped like the parameters (dL/db1 is (h,), not (1, h)).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from shortcut_jax.model import (
+    Params,
+    check_params,
+    check_X,
+    check_x,
+    check_Y,
+    check_y,
+    forward_batch,
+    forward_example,
+)
+
+
+def manual_example_grad(params: Params, x: ArrayLike, y: ArrayLike) -> Params:
+    """dL/dtheta for one example x (d,), y scalar, by the formulas (b.1)-(b.7)."""
+    W1, b1, W2, b2, W = check_params(params)
+    z1, a1, z2, y_hat = forward_example(params, x)      # forward: z1, a1 (h,); z2, y_hat ()
+    x = check_x(x, W1.shape[1])
+    y = check_y(y, y_hat.dtype)
+    # backward
+    dL_dy_hat = y_hat - y                               # (b.1)
+    delta = dL_dy_hat * (1 - y_hat) * y_hat             # dL/dz2
+    db2 = delta                                         # (b.2)
+    dW2 = delta * a1[None, :]                           # (b.3)  (1, h)
+    dW = None if W is None else delta * x[None, :]      # (b.4)  (1, d)
+    da1 = delta * W2[0]                                 # (b.5)  (h,)
+    relu_prime = (z1 > 0).astype(z1.dtype)              # 1{z1 > 0}
+    db1 = da1 * relu_prime                              # (b.6)  (h,)
+    dW1 = db1[:, None] * x[None, :]                     # (b.7)  (h, d)
+    return Params(W1=dW1, b1=db1, W2=dW2, b2=db2, W=dW)
+
+
+def manual_grad(params: Params, X: ArrayLike, Y: ArrayLike) -> Params:
+    """dJ/dtheta over a batch X (n, d), Y (n,): (b.1)-(b.7) in matrix form, averaged over n.
+
+    Row i of each (n, .) matrix is the per-example quantity; sums over rows are the batch
+    average because Delta already carries the 1/n.
+    """
+    W1, b1, W2, b2, W = check_params(params)
+    Z1, A1, Z2, Y_hat = forward_batch(params, X)        # forward, one row per example
+    X = check_X(X, W1.shape[1])
+    Y = check_Y(Y, X.shape[0], Y_hat.dtype)
+    n = X.shape[0]
+    # backward
+    dL_dY_hat = Y_hat - Y                               # (b.1)  per example
+    Delta = dL_dY_hat * (1 - Y_hat) * Y_hat / n         # (1/n) dL/dz2 per example
+    db2 = jnp.sum(Delta)                                # (b.2)
+    dW2 = (Delta @ A1)[None, :]                         # (b.3)  sum_i delta_i a1_i^T
+    dW = None if W is None else (Delta @ X)[None, :]    # (b.4)  sum_i delta_i x_i^T
+    dA1 = Delta[:, None] * W2                           # (b.5)  (n, h)
+    relu_prime = (Z1 > 0).astype(Z1.dtype)              # 1{z1 > 0}
+    dZ1 = dA1 * relu_prime                              # (b.6)  per example, (n, h)
+    db1 = jnp.sum(dZ1, axis=0)                          # (b.6)  summed
+    dW1 = dZ1.T @ X                                     # (b.7)  sum_i dz1_i x_i^T
+    return Params(W1=dW1, b1=db1, W2=dW2, b2=db2, W=dW)

@@ -1,0 +1,211 @@
+"""The plain and the shortcut two-layer network of the problem, as pure functions over `Params`.
+
+    z1 = W1 x + b1            a1 = ReLU(z1)
+    z2 = W2 a1 + b2 [+ W x]   y_hat = a2 = sigmoid(z2)
+    L(y_hat, y) = 1/2 (y_hat - y)^2        J = 1/n sum_i L(y_hat_i, y_i)
+
+The bracketed term is the shortcut; `Params.W is None` is the plain network.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+
+class Params(NamedTuple):
+    """W1 (h, d), b1 (h,), W2 (1, h), b2 () scalar, W (1, d) or None for the plain network."""
+
+    W1: jax.Array
+    b1: jax.Array
+    W2: jax.Array
+    b2: jax.Array
+    W: jax.Array | None = None
+
+
+def init_params(
+    key: jax.Array,
+    d: int,
+    h: int,
+    *,
+    shortcut: bool = True,
+    dtype=jnp.float32,
+    shortcut_init: str = "zeros",
+) -> Params:
+    """He-normal W1 ~ N(0, 2/d), LeCun-normal W2 ~ N(0, 1/h), b1 = b2 = 0.
+
+    W is zeros by default (`shortcut_init="zeros"`), so plain and shortcut start as the same
+    function; `shortcut_init="lecun"` draws W ~ N(0, 1/d) from its own key. W1, b1, W2, b2 are
+    the same for `shortcut=False` and `shortcut=True` given the same key.
+    """
+    _check_size("d", d)
+    _check_size("h", h)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"dtype: expected a floating dtype, got {jnp.dtype(dtype)}")
+    if shortcut_init not in ("zeros", "lecun"):
+        raise ValueError(f"shortcut_init: expected 'zeros' or 'lecun', got {shortcut_init!r}")
+    k1, k2, k3 = jax.random.split(key, 3)
+    W1 = jax.random.normal(k1, (h, d), dtype) * jnp.sqrt(2.0 / d).astype(dtype)
+    W2 = jax.random.normal(k2, (1, h), dtype) * jnp.sqrt(1.0 / h).astype(dtype)
+    b1 = jnp.zeros((h,), dtype)
+    b2 = jnp.zeros((), dtype)
+    W = None
+    if shortcut:
+        if shortcut_init == "zeros":
+            W = jnp.zeros((1, d), dtype)
+        else:
+            W = jax.random.normal(k3, (1, d), dtype) * jnp.sqrt(1.0 / d).astype(dtype)
+    return Params(W1=W1, b1=b1, W2=W2, b2=b2, W=W)
+
+
+def num_params(d: int, h: int, *, shortcut: bool = True) -> int:
+    """The problem's part (a): (d+1)h + (h+1) + d with the shortcut, (d+1)h + (h+1) without."""
+    _check_size("d", d)
+    _check_size("h", h)
+    return (d + 1) * h + (h + 1) + (d if shortcut else 0)
+
+
+def count_params(params: Params) -> int:
+    """Number of scalars in the pytree's leaves (W=None contributes none)."""
+    return sum(int(np.size(leaf)) for leaf in jax.tree_util.tree_leaves(params))
+
+
+def forward(params: Params, x: ArrayLike) -> jax.Array:
+    """One example x (d,) -> y_hat, a scalar in (0, 1)."""
+    return forward_example(params, x)[-1]
+
+
+def forward_example(params: Params, x: ArrayLike) -> tuple[jax.Array, ...]:
+    """x (d,) -> (z1 (h,), a1 (h,), z2 (), y_hat ()), the problem's forward equations."""
+    W1, b1, W2, b2, W = check_params(params)
+    x = check_x(x, W1.shape[1])
+    z1 = W1 @ x + b1
+    a1 = jax.nn.relu(z1)
+    z2 = W2[0] @ a1 + b2
+    if W is not None:
+        z2 = z2 + W[0] @ x
+    return z1, a1, z2, jax.nn.sigmoid(z2)
+
+
+def predict(params: Params, X: ArrayLike) -> jax.Array:
+    """Inputs X (n, d) -> y_hat (n,); `forward` in matrix form, one row per example."""
+    return forward_batch(params, X)[-1]
+
+
+def forward_batch(params: Params, X: ArrayLike) -> tuple[jax.Array, ...]:
+    """X (n, d) -> (Z1 (n, h), A1 (n, h), Z2 (n,), Y_hat (n,)); row i is forward_example(x_i)."""
+    W1, b1, W2, b2, W = check_params(params)
+    X = check_X(X, W1.shape[1])
+    Z1 = X @ W1.T + b1[None, :]
+    A1 = jax.nn.relu(Z1)
+    Z2 = A1 @ W2[0] + b2
+    if W is not None:
+        Z2 = Z2 + X @ W[0]
+    return Z1, A1, Z2, jax.nn.sigmoid(Z2)
+
+
+def example_loss(params: Params, x: ArrayLike, y: ArrayLike) -> jax.Array:
+    """L = 1/2 (y_hat - y)^2 for one example x (d,), y scalar."""
+    y_hat = forward(params, x)
+    y = check_y(y, y_hat.dtype)
+    return 0.5 * (y_hat - y) ** 2
+
+
+def loss(params: Params, X: ArrayLike, Y: ArrayLike) -> jax.Array:
+    """J = 1/n sum_i 1/2 (y_hat_i - y_i)^2 for X (n, d), Y (n,) -> scalar."""
+    Y_hat = predict(params, X)
+    Y = check_Y(Y, Y_hat.shape[0], Y_hat.dtype)
+    return jnp.mean(0.5 * (Y_hat - Y) ** 2)
+
+
+# --- validation: runs at trace time on static shapes and dtypes, names the argument ----------
+
+
+def _check_size(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+
+
+def check_params(params: Params) -> Params:
+    """Check that the leaves are floating arrays with mutually consistent shapes."""
+    if not isinstance(params, Params):
+        raise TypeError(f"params: expected a shortcut_jax.Params, got {type(params).__name__}")
+    arrays = {}
+    for name, leaf in params._asdict().items():
+        if leaf is None:
+            if name != "W":
+                raise ValueError(f"params.{name}: expected an array, got None")
+            arrays[name] = None
+            continue
+        leaf = jnp.asarray(leaf)
+        if not jnp.issubdtype(leaf.dtype, jnp.floating):
+            raise TypeError(f"params.{name}: expected a floating dtype, got {leaf.dtype}")
+        arrays[name] = leaf
+    W1, b1, W2, b2, W = (arrays[k] for k in Params._fields)
+    if W1.ndim != 2:
+        raise ValueError(f"params.W1: expected shape (h, d), got {W1.shape}")
+    h, d = W1.shape
+    expected = {"b1": (h,), "W2": (1, h), "b2": (), "W": (1, d)}
+    for name, shape in expected.items():
+        leaf = arrays[name]
+        if leaf is not None and leaf.shape != shape:
+            raise ValueError(
+                f"params.{name}: expected shape {shape} to match W1 of shape {W1.shape}, "
+                f"got {leaf.shape}"
+            )
+    return Params(W1=W1, b1=b1, W2=W2, b2=b2, W=W)
+
+
+def _floating(name: str, a: ArrayLike) -> jax.Array:
+    a = jnp.asarray(a)
+    if not jnp.issubdtype(a.dtype, jnp.floating):
+        raise TypeError(f"{name}: expected a floating dtype, got {a.dtype}")
+    return a
+
+
+def check_x(x: ArrayLike, d: int) -> jax.Array:
+    x = _floating("x", x)
+    if x.shape != (d,):
+        hint = " (for a batch use predict/loss)" if x.ndim == 2 else ""
+        raise ValueError(f"x: expected shape (d,) = ({d},), got {x.shape}{hint}")
+    return x
+
+
+def check_X(X: ArrayLike, d: int) -> jax.Array:
+    """X must be a floating (n, d) array with n >= 1."""
+    X = _floating("X", X)
+    if X.ndim != 2:
+        raise ValueError(f"X: expected a 2-D array of shape (n, {d}), got shape {X.shape}")
+    if X.shape[1] != d:
+        raise ValueError(f"X: expected {d} features (shape (n, {d})), got shape {X.shape}")
+    if X.shape[0] < 1:
+        raise ValueError(f"X: expected at least one example, got shape {X.shape}")
+    return X
+
+
+def _labels(name: str, y: ArrayLike, dtype) -> jax.Array:
+    y = jnp.asarray(y)
+    if not (jnp.issubdtype(y.dtype, jnp.floating) or jnp.issubdtype(y.dtype, jnp.integer)
+            or y.dtype == jnp.bool_):
+        raise TypeError(f"{name}: expected a numeric dtype for 0/1 labels, got {y.dtype}")
+    return y.astype(dtype)
+
+
+def check_y(y: ArrayLike, dtype) -> jax.Array:
+    y = _labels("y", y, dtype)
+    if y.shape != ():
+        raise ValueError(f"y: expected a scalar label, got shape {y.shape}")
+    return y
+
+
+def check_Y(Y: ArrayLike, n: int, dtype) -> jax.Array:
+    """Y must be a 1-D (n,) array of labels; integer or bool labels are cast to `dtype`."""
+    Y = _labels("Y", Y, dtype)
+    if Y.shape != (n,):
+        hint = " (flatten it: Y.reshape(-1))" if Y.ndim == 2 and Y.shape == (n, 1) else ""
+        raise ValueError(f"Y: expected shape (n,) = ({n},) to match X, got {Y.shape}{hint}")
+    return Y
