@@ -55,15 +55,34 @@ def manual_grad(params: Params, X: ArrayLike, Y: ArrayLike) -> Params:
     Row i of each (n, .) matrix is the per-example quantity; sums over rows are the batch
     average because Delta already carries the 1/n.
     """
-    W1, b1, W2, b2, W = check_params(params)
+    W1 = check_params(params).W1
     Z1, A1, Z2, Y_hat = forward_batch(params, X)        # forward, one row per example
     X = check_X(X, W1.shape[1])
     Y = check_Y(Y, X.shape[0], Y_hat.dtype)
     n = X.shape[0]
-    # backward
     dL_dY_hat = Y_hat - Y                               # (b.1)  per example
     Delta = dL_dY_hat * (1 - Y_hat) * Y_hat / n         # (1/n) dL/dz2 per example
-    db2 = jnp.sum(Delta)                                # (b.2)
+    return backward(params, X, Z1, A1, Delta)
+
+
+def manual_grad_bce(params: Params, X: ArrayLike, Y: ArrayLike) -> Params:
+    """dJ/dtheta for the binary cross-entropy J = 1/n sum_i -[y log y_hat + (1-y) log(1-y_hat)].
+
+    Only dL/dz2 changes: d/dz2 (softplus(z2) - y z2) = sigmoid(z2) - y = y_hat - y.
+    """
+    W1 = check_params(params).W1
+    Z1, A1, Z2, Y_hat = forward_batch(params, X)
+    X = check_X(X, W1.shape[1])
+    Y = check_Y(Y, X.shape[0], Y_hat.dtype)
+    Delta = (Y_hat - Y) / X.shape[0]                    # (1/n) dL/dz2 per example
+    return backward(params, X, Z1, A1, Delta)
+
+
+def backward(params: Params, X: jax.Array, Z1: jax.Array, A1: jax.Array,
+             Delta: jax.Array) -> Params:
+    """(b.2)-(b.7) in matrix form from Delta (n,), row i = dJ/dz2 of example i."""
+    W2, W = params.W2, params.W
+    db2 = jnp.sum(Delta)                                # (b.2)  sum_i delta_i
     dW2 = (Delta @ A1)[None, :]                         # (b.3)  sum_i delta_i a1_i^T
     dW = None if W is None else (Delta @ X)[None, :]    # (b.4)  sum_i delta_i x_i^T
     dA1 = Delta[:, None] * W2                           # (b.5)  (n, h)

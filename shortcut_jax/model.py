@@ -122,6 +122,20 @@ def loss(params: Params, X: ArrayLike, Y: ArrayLike) -> jax.Array:
     return jnp.mean(0.5 * (Y_hat - Y) ** 2)
 
 
+def example_bce_loss(params: Params, x: ArrayLike, y: ArrayLike) -> jax.Array:
+    """Binary cross-entropy -[y log y_hat + (1-y) log(1-y_hat)] = softplus(z2) - y z2, stably."""
+    z2 = forward_example(params, x)[2]
+    y = check_y(y, z2.dtype)
+    return jax.nn.softplus(z2) - y * z2
+
+
+def bce_loss(params: Params, X: ArrayLike, Y: ArrayLike) -> jax.Array:
+    """Mean binary cross-entropy over X (n, d), Y (n,), from the logits z2 (no log of 0)."""
+    Z2 = forward_batch(params, X)[2]
+    Y = check_Y(Y, Z2.shape[0], Z2.dtype)
+    return jnp.mean(jax.nn.softplus(Z2) - Y * Z2)
+
+
 # --- validation: runs at trace time on static shapes and dtypes, names the argument ----------
 
 

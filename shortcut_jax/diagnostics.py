@@ -1,0 +1,82 @@
+"""What a run looks like inside: dead units, saturation, gradient norms, the shortcut's share.
+
+`at_eval` is computed inside the compiled training loop at every eval step; `hessian_spectrum`
+once at the end (the models are tiny, so the exact Hessian is affordable).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from shortcut_jax.model import Params, forward_batch
+
+SATURATED = 1e-3  # an example is saturated when y_hat (1 - y_hat) < SATURATED
+
+
+def dead_fraction(params: Params, X: jax.Array) -> jax.Array:
+    """Fraction of hidden units with z1 <= 0 on every row of X (n, d)."""
+    Z1 = forward_batch(params, X)[0]
+    return jnp.mean(jnp.all(Z1 <= 0, axis=0).astype(X.dtype))
+
+
+def saturated_fraction(params: Params, X: jax.Array) -> jax.Array:
+    """Fraction of rows of X whose sigmoid is saturated, y_hat (1 - y_hat) < SATURATED."""
+    Y_hat = forward_batch(params, X)[3]
+    return jnp.mean((Y_hat * (1 - Y_hat) < SATURATED).astype(X.dtype))
+
+
+def shortcut_share(params: Params, X: jax.Array) -> jax.Array:
+    """Mean over rows of |W x| / (|W x| + |W2 a1|): 0 for the plain net and for W = 0."""
+    if params.W is None:
+        return jnp.zeros((), X.dtype)
+    A1 = forward_batch(params, X)[1]
+    skip, hidden = jnp.abs(X @ params.W[0]), jnp.abs(A1 @ params.W2[0])
+    total = skip + hidden
+    return jnp.mean(jnp.where(total > 0, skip / jnp.where(total > 0, total, 1), 0))
+
+
+def max_overlap(params: Params) -> jax.Array:
+    """Largest cosine similarity between two hidden units' incoming weights (0 when h = 1)."""
+    W1 = params.W1
+    norms = jnp.linalg.norm(W1, axis=1)
+    unit = W1 / jnp.where(norms > 0, norms, 1)[:, None]
+    cos = unit @ unit.T
+    h = W1.shape[0]
+    off_diagonal = jnp.where(jnp.eye(h, dtype=bool), -jnp.inf, cos)
+    return jnp.max(off_diagonal) if h > 1 else jnp.zeros((), W1.dtype)
+
+
+def grad_norms(g: Params) -> dict[str, jax.Array]:
+    """Euclidean norm of the gradient of each parameter group, keyed grad_norm_<name>."""
+    return {f"grad_norm_{k}": jnp.linalg.norm(jnp.ravel(v))
+            for k, v in g._asdict().items() if v is not None}
+
+
+def at_eval(params: Params, g: Params, X: jax.Array) -> dict[str, jax.Array]:
+    """All per-eval diagnostics of one run: X the training inputs, g the gradient there."""
+    return {
+        "dead_frac": dead_fraction(params, X),
+        "saturated_frac": saturated_fraction(params, X),
+        "shortcut_share": shortcut_share(params, X),
+        "max_overlap": max_overlap(params),
+        **grad_norms(g),
+    }
+
+
+def hessian_spectrum(objective, params: Params, X: jax.Array, Y: jax.Array,
+                     tol: float = 1e-6) -> dict[str, jax.Array]:
+    """Exact Hessian of J at params: eigenvalues and fractions near zero / negative.
+
+    |lambda| <= tol * max|lambda| counts as near zero; lambda < -tol * max|lambda| as negative.
+    """
+    flat, unravel = ravel_pytree(params)
+    H = jax.hessian(lambda v: objective(unravel(v), X, Y))(flat)
+    eig = jnp.linalg.eigvalsh(0.5 * (H + H.T))
+    scale = jnp.maximum(jnp.max(jnp.abs(eig)), jnp.finfo(eig.dtype).tiny)
+    return {
+        "eigenvalues": eig,
+        "hess_zero_frac": jnp.mean((jnp.abs(eig) <= tol * scale).astype(eig.dtype)),
+        "hess_neg_frac": jnp.mean((eig < -tol * scale).astype(eig.dtype)),
+    }

@@ -1,0 +1,254 @@
+"""Compiled training: `make_train(config) -> train(key, lr, data) -> (params, metrics)`.
+
+One SGD-family step, theta <- theta + optax_update(g), with g = dJ/dtheta from the hand-written
+`manual_grad` (default) or from `jax.grad`; the whole loop is `lax.scan`, metrics are recorded
+every `eval_every` steps inside it. `key` alone fixes the initial parameters and the minibatch
+order, so plain and shortcut runs of one key are paired.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from shortcut_jax import diagnostics
+from shortcut_jax.grads import manual_grad, manual_grad_bce
+from shortcut_jax.model import Params, bce_loss, init_params, loss, predict
+
+LOSSES: dict[str, tuple[Callable, Callable]] = {
+    "mse": (loss, manual_grad),  # the problem's J = 1/n sum 1/2 (y_hat - y)^2
+    "bce": (bce_loss, manual_grad_bce),  # binary cross-entropy on the same sigmoid output
+}
+
+OPTIMIZERS: dict[str, Callable[[Any], optax.GradientTransformation]] = {
+    "sgd": optax.sgd,
+    "momentum": lambda lr: optax.sgd(lr, momentum=0.9),
+    "adam": optax.adam,
+    "adamw": lambda lr: optax.adamw(lr, weight_decay=1e-4),
+}
+
+GRADS = ("manual", "autodiff")
+
+
+class Data(NamedTuple):
+    """X_train (n, d), Y_train (n,), X_test (m, d), Y_test (m,) -- the fields of data.Dataset."""
+
+    X_train: jax.Array
+    Y_train: jax.Array
+    X_test: jax.Array
+    Y_test: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Static settings of one shape group; the key and learning rate are traced arguments.
+
+    optimizer: a name in OPTIMIZERS or a callable lr -> optax.GradientTransformation.
+    batch_size: None for full-batch steps, else minibatches reshuffled every epoch.
+    """
+
+    h: int
+    shortcut: bool = True
+    steps: int = 1000
+    eval_every: int = 50
+    optimizer: str | Callable[[Any], optax.GradientTransformation] = "sgd"
+    loss_fn: str = "mse"
+    grad: str = "manual"
+    batch_size: int | None = None
+    shortcut_init: str = "zeros"
+
+    def __post_init__(self):
+        for name in ("h", "steps", "eval_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+        if self.steps % self.eval_every:
+            raise ValueError(f"eval_every: expected a divisor of steps={self.steps}, "
+                             f"got {self.eval_every}")
+        if isinstance(self.optimizer, str) and self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer: expected one of {sorted(OPTIMIZERS)} or a callable "
+                             f"lr -> optax.GradientTransformation, got {self.optimizer!r}")
+        if not isinstance(self.optimizer, str) and not callable(self.optimizer):
+            raise TypeError(f"optimizer: expected a name or a callable, got {self.optimizer!r}")
+        if self.loss_fn not in LOSSES:
+            raise ValueError(f"loss_fn: expected one of {sorted(LOSSES)}, got {self.loss_fn!r}")
+        if self.grad not in GRADS:
+            raise ValueError(f"grad: expected one of {GRADS}, got {self.grad!r}")
+        b = self.batch_size
+        if b is not None and (isinstance(b, bool) or not isinstance(b, int) or b < 1):
+            raise ValueError(f"batch_size: expected None or an integer >= 1, got {b!r}")
+
+    @property
+    def num_evals(self) -> int:
+        """Eval points at steps 0, eval_every, ..., steps."""
+        return self.steps // self.eval_every + 1
+
+    def make_optimizer(self, lr) -> optax.GradientTransformation:
+        make = OPTIMIZERS[self.optimizer] if isinstance(self.optimizer, str) else self.optimizer
+        return make(lr)
+
+
+class TrainState(NamedTuple):
+    params: Params
+    opt_state: Any
+    key: jax.Array  # minibatch key of the run
+    step: jax.Array  # int32 scalar
+
+
+def check_data(data: Any, batch_size: int | None = None) -> Data:
+    """Shapes and dtypes of a Dataset-like 4-tuple; values are checked by `validate_data`."""
+    if not (isinstance(data, tuple) and len(data) == 4):
+        raise TypeError("data: expected (X_train, Y_train, X_test, Y_test) such as a "
+                        f"data.Dataset, got {type(data).__name__}")
+    data = Data(*(jnp.asarray(a) for a in data))
+    for name, a in data._asdict().items():
+        if name.startswith("X") and (a.ndim != 2 or not jnp.issubdtype(a.dtype, jnp.floating)):
+            raise ValueError(f"data.{name}: expected a floating (n, d) array, got "
+                             f"{a.dtype}{list(a.shape)}")
+        if name.startswith("Y") and a.ndim != 1:
+            raise ValueError(f"data.{name}: expected shape (n,), got {a.shape}")
+    n, d = data.X_train.shape
+    if n < 1 or data.Y_train.shape != (n,):
+        raise ValueError(f"data.Y_train: expected shape ({n},) to match X_train {data.X_train.shape},"
+                         f" got {data.Y_train.shape}")
+    if data.X_test.shape[1] != d or data.Y_test.shape != (data.X_test.shape[0],):
+        raise ValueError(f"data.X_test/Y_test: expected shapes (m, {d}) and (m,), got "
+                         f"{data.X_test.shape} and {data.Y_test.shape}")
+    if batch_size is not None and batch_size > n:
+        raise ValueError(f"batch_size: expected at most the {n} training examples, "
+                         f"got {batch_size}")
+    return data
+
+
+def validate_data(data: Any) -> None:
+    """Concrete checks before anything compiles: finite features, labels exactly 0 or 1."""
+    import numpy as np
+
+    for name, a in check_data(data)._asdict().items():
+        a = np.asarray(a)
+        if name.startswith("X") and not np.all(np.isfinite(a)):
+            raise ValueError(f"data.{name}: expected finite values, found "
+                             f"{int(np.sum(~np.isfinite(a)))} NaN/inf entries")
+        if name.startswith("Y") and not np.all((a == 0) | (a == 1)):
+            bad = np.unique(a[(a != 0) & (a != 1)])[:5]
+            raise ValueError(f"data.{name}: expected labels 0 or 1, got values such as "
+                             f"{bad.tolist()}")
+
+
+def accuracy(params: Params, X: jax.Array, Y: jax.Array) -> jax.Array:
+    """Fraction of examples with 1{y_hat > 1/2} == y."""
+    return jnp.mean(((predict(params, X) > 0.5) == (Y > 0.5)).astype(X.dtype))
+
+
+def make_grad_fn(config: TrainConfig) -> Callable[[Params, jax.Array, jax.Array], Params]:
+    objective, manual = LOSSES[config.loss_fn]
+    return manual if config.grad == "manual" else jax.grad(objective)
+
+
+def evaluate(config: TrainConfig, params: Params, data: Data) -> dict[str, jax.Array]:
+    """Scalar metrics of one run at one eval point (full training set, test set, diagnostics)."""
+    objective = LOSSES[config.loss_fn][0]
+    g = make_grad_fn(config)(params, data.X_train, data.Y_train)
+    out = {
+        "train_loss": objective(params, data.X_train, data.Y_train),
+        "train_acc": accuracy(params, data.X_train, data.Y_train),
+        "test_loss": objective(params, data.X_test, data.Y_test),
+        "test_acc": accuracy(params, data.X_test, data.Y_test),
+        "grad_norm": optax.global_norm(g),
+    }
+    out.update(diagnostics.at_eval(params, g, data.X_train))
+    return out
+
+
+def make_stages(config: TrainConfig):
+    """(init, run): init(key, lr, data) -> state; run(state, lr, data, num_evals) -> (state, metrics).
+
+    `run` advances num_evals * eval_every steps and records metrics after each eval_every; the
+    sweep calls it in segments to update a progress bar between compiled calls.
+    """
+    grad_fn = make_grad_fn(config)
+
+    def init(key: jax.Array, lr: jax.Array, data: Data) -> TrainState:
+        data = check_data(data, config.batch_size)
+        k_init, k_batch = jax.random.split(key)
+        params = init_params(k_init, data.X_train.shape[1], config.h, shortcut=config.shortcut,
+                             dtype=data.X_train.dtype, shortcut_init=config.shortcut_init)
+        opt_state = config.make_optimizer(lr).init(params)
+        return TrainState(params, opt_state, k_batch, jnp.zeros((), jnp.int32))
+
+    def batch(state: TrainState, data: Data) -> tuple[jax.Array, jax.Array]:
+        if config.batch_size is None:
+            return data.X_train, data.Y_train
+        n, b = data.X_train.shape[0], config.batch_size
+        per_epoch = n // b  # the last n % b examples of each shuffle are dropped
+        epoch, i = state.step // per_epoch, state.step % per_epoch
+        order = jax.random.permutation(jax.random.fold_in(state.key, epoch), n)
+        idx = jax.lax.dynamic_slice(order, (i * b,), (b,))
+        return data.X_train[idx], data.Y_train[idx]
+
+    def step(state: TrainState, lr: jax.Array, data: Data) -> TrainState:
+        X, Y = batch(state, data)
+        g = grad_fn(state.params, X, Y)
+        updates, opt_state = config.make_optimizer(lr).update(g, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return TrainState(params, opt_state, state.key, state.step + 1)
+
+    def run(state: TrainState, lr: jax.Array, data: Data, num_evals: int):
+        data = check_data(data, config.batch_size)
+
+        def interval(state, _):
+            state = jax.lax.fori_loop(0, config.eval_every, lambda _, s: step(s, lr, data), state)
+            return state, evaluate(config, state.params, data)
+
+        return jax.lax.scan(interval, state, length=num_evals)
+
+    return init, run
+
+
+def make_train(config: TrainConfig):
+    """train(key, lr, data) -> (params, metrics): metrics[name] has shape (config.num_evals,).
+
+    Pure and traceable: jit it, vmap it over keys and learning rates.
+    """
+    init, run = make_stages(config)
+
+    def train(key: jax.Array, lr: jax.Array, data: Data):
+        data = check_data(data, config.batch_size)
+        state = init(key, lr, data)
+        first = evaluate(config, state.params, data)
+        state, metrics = run(state, lr, data, config.num_evals - 1)
+        metrics = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, metrics)
+        return state.params, metrics
+
+    return train
+
+
+def fit(params: Params, X: jax.Array, Y: jax.Array,
+        optimizer: optax.GradientTransformation, steps: int, *, loss_fn: str = "mse",
+        grad: str = "manual") -> tuple[Params, jax.Array]:
+    """Train one model from `params` for `steps` full-batch steps -> (params, losses (steps,)).
+
+    losses[t] is J before step t. Compiled as one `lax.scan`.
+    """
+    config = TrainConfig(h=params.W1.shape[0], steps=steps, eval_every=steps, loss_fn=loss_fn,
+                         grad=grad)
+    objective = LOSSES[loss_fn][0]
+    grad_fn = make_grad_fn(config)
+
+    @jax.jit
+    def _fit(params, X, Y):
+        def step(carry, _):
+            params, opt_state = carry
+            value, g = objective(params, X, Y), grad_fn(params, X, Y)
+            updates, opt_state = optimizer.update(g, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), value
+
+        (params, _), losses = jax.lax.scan(step, (params, optimizer.init(params)), length=steps)
+        return params, losses
+
+    return _fit(params, X, Y)
