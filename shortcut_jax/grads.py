@@ -15,6 +15,7 @@ Each function returns a `Params` shaped like the parameters (dL/db1 is (h,), not
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 

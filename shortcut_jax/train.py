@@ -114,8 +114,8 @@ def check_data(data: Any, batch_size: int | None = None) -> Data:
             raise ValueError(f"data.{name}: expected shape (n,), got {a.shape}")
     n, d = data.X_train.shape
     if n < 1 or data.Y_train.shape != (n,):
-        raise ValueError(f"data.Y_train: expected shape ({n},) to match X_train {data.X_train.shape},"
-                         f" got {data.Y_train.shape}")
+        raise ValueError(f"data.Y_train: expected shape ({n},) to match X_train "
+                         f"{data.X_train.shape}, got {data.Y_train.shape}")
     if data.X_test.shape[1] != d or data.Y_test.shape != (data.X_test.shape[0],):
         raise ValueError(f"data.X_test/Y_test: expected shapes (m, {d}) and (m,), got "
                          f"{data.X_test.shape} and {data.Y_test.shape}")
@@ -166,9 +166,9 @@ def evaluate(config: TrainConfig, params: Params, data: Data) -> dict[str, jax.A
 
 
 def make_stages(config: TrainConfig):
-    """(init, run): init(key, lr, data) -> state; run(state, lr, data, num_evals) -> (state, metrics).
+    """(init, run): init(key, lr, data) -> state; run(state, lr, data, k) -> (state, metrics).
 
-    `run` advances num_evals * eval_every steps and records metrics after each eval_every; the
+    `run` advances k * eval_every steps and records metrics after each eval_every; the
     sweep calls it in segments to update a progress bar between compiled calls.
     """
     grad_fn = make_grad_fn(config)
