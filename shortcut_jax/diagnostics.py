@@ -50,7 +50,7 @@ def max_overlap(params: Params) -> jax.Array:
 
 def grad_norms(g: Params) -> dict[str, jax.Array]:
     """Euclidean norm of the gradient of each parameter group, keyed grad_norm_<name>."""
-    return {f"grad_norm_{k}": jnp.linalg.norm(jnp.ravel(v))
+    return {f"grad_norm_{k}": jnp.sqrt(jnp.sum(v * v))
             for k, v in g._asdict().items() if v is not None}
 
 

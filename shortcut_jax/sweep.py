@@ -1,0 +1,340 @@
+"""Sweeps: a grid of runs, grouped by shape, vmapped over (lr, seed), sharded over devices.
+
+    grid -> groups (dataset, data_seed, variant, width, optimizer, loss_fn: one program each)
+         -> chunks of runs (one compiled call per segment, sharded over the "runs" mesh axis)
+         -> results.RunFolder (atomic chunk files, resume, tidy CSV)
+
+Inside a device, runs go through `lax.map(..., batch_size=block_size)`: blocks of runs are
+vmapped, blocks are scanned, so activations stay cache-sized and every block computes the same
+program whatever the device count -- results do not depend on how many devices there are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from shortcut_jax import data as data_lib
+from shortcut_jax import results as results_lib
+from shortcut_jax.train import LOSSES, OPTIMIZERS, Data, TrainConfig, make_stages, validate_data
+
+VARIANTS = ("plain", "shortcut")
+MATMUL_PRECISION = "highest"  # pinned for every sweep: GPUs would otherwise use TF32
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """Everything a sweep runs: the product of the tuple fields, `seeds` seeds 0..seeds-1."""
+
+    datasets: tuple[str, ...] = ("moons",)
+    variants: tuple[str, ...] = VARIANTS
+    widths: tuple[int, ...] = (4, 16, 64)
+    lrs: tuple[float, ...] = (0.1, 0.5)
+    seeds: int = 4
+    data_seeds: tuple[int, ...] = (0,)
+    optimizers: tuple[str, ...] = ("sgd",)
+    loss_fns: tuple[str, ...] = ("mse",)
+    steps: int = 2000
+    eval_every: int = 50
+    batch_size: int | None = None
+    grad: str = "manual"
+    n_train: int = 200
+    n_test: int = 1000
+    d: int = 2
+    noise: float | None = None
+    chunk_size: int | None = None  # runs per compiled call; None: from memory_budget
+    block_size: int = 8  # runs vmapped together inside a device
+    memory_budget: int = 1 << 30  # bytes a chunk may take on one device
+
+    def __post_init__(self):
+        for name in ("datasets", "variants", "widths", "lrs", "data_seeds", "optimizers",
+                     "loss_fns"):
+            value = getattr(self, name)
+            if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+                raise TypeError(f"{name}: expected a sequence, got {value!r}")
+            if len(value) == 0:
+                raise ValueError(f"{name}: expected at least one value, got an empty grid axis")
+            object.__setattr__(self, name, tuple(value))
+        for v in self.variants:
+            if v not in VARIANTS:
+                raise ValueError(f"variants: expected values in {VARIANTS}, got {v!r}")
+        for w in self.widths:
+            _positive_int("widths", w)
+        for lr in self.lrs:
+            if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0 \
+                    or not math.isfinite(lr):
+                raise ValueError(f"lrs: expected finite learning rates > 0, got {lr!r}")
+        for name in ("seeds", "steps", "eval_every", "n_train", "d", "block_size",
+                     "memory_budget"):
+            _positive_int(name, getattr(self, name))
+        if self.chunk_size is not None:
+            _positive_int("chunk_size", self.chunk_size)
+        for name, known in (("optimizers", OPTIMIZERS), ("loss_fns", LOSSES)):
+            for value in getattr(self, name):
+                if value not in known:
+                    raise ValueError(f"{name}: expected names in {sorted(known)}, got {value!r}")
+        # the remaining checks (eval_every, batch_size, grad) are TrainConfig's
+        self.train_config(self.widths[0], True, self.optimizers[0], self.loss_fns[0])
+        if self.batch_size is not None and self.batch_size > self.n_train:
+            raise ValueError(f"batch_size: expected at most n_train={self.n_train}, "
+                             f"got {self.batch_size}")
+
+    def train_config(self, width: int, shortcut: bool, optimizer: str, loss_fn: str):
+        return TrainConfig(h=width, shortcut=shortcut, steps=self.steps,
+                           eval_every=self.eval_every, optimizer=optimizer, loss_fn=loss_fn,
+                           grad=self.grad, batch_size=self.batch_size)
+
+    def groups(self) -> list[Group]:
+        """Shape groups in a fixed order; runs inside a group are (lr, seed), lr-major."""
+        out = []
+        for ds, dseed, variant, width, opt, lf in itertools.product(
+                self.datasets, self.data_seeds, self.variants, self.widths, self.optimizers,
+                self.loss_fns):
+            out.append(Group(ds, dseed, variant, width, opt, lf,
+                             self.train_config(width, variant == "shortcut", opt, lf)))
+        return out
+
+    def runs(self) -> list[tuple[float, int]]:
+        return [(float(lr), s) for lr in self.lrs for s in range(self.seeds)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    dataset: str
+    data_seed: int
+    variant: str
+    width: int
+    optimizer: str
+    loss_fn: str
+    config: TrainConfig
+
+    @property
+    def name(self) -> str:
+        return (f"{self.dataset}-d{self.data_seed}-{self.variant}-h{self.width}-"
+                f"{self.optimizer}-{self.loss_fn}")
+
+    def columns(self, batch_size) -> dict[str, Any]:
+        return {"dataset": self.dataset, "data_seed": self.data_seed, "variant": self.variant,
+                "width": self.width, "optimizer": self.optimizer, "loss_fn": self.loss_fn,
+                "batch_size": "full" if batch_size is None else batch_size}
+
+
+def _positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+
+
+def default_loader(grid: Grid) -> Callable[[str, int], Data]:
+    """(dataset name, data seed) -> Data from the built-in tasks, sized by the grid."""
+
+    def load(name: str, data_seed: int) -> Data:
+        key = jax.random.key(data_seed)
+        ds = data_lib.get_dataset(name, key, n_train=grid.n_train, n_test=grid.n_test,
+                                  d=grid.d, noise=grid.noise)
+        return Data(*ds)
+
+    return load
+
+
+# --- compiled execution -----------------------------------------------------------------------
+
+
+def make_mesh() -> Mesh:
+    """A 1-D mesh named "runs" over every device of every process."""
+    return Mesh(np.asarray(jax.devices()), ("runs",))
+
+
+class Executor:
+    """Compiled init / run-segment of one TrainConfig over a sharded run axis."""
+
+    def __init__(self, config: TrainConfig, mesh: Mesh, block_size: int, segment_evals: int):
+        self.config, self.mesh, self.segment_evals = config, mesh, segment_evals
+        init, run = make_stages(config)
+        from shortcut_jax.train import evaluate
+
+        def init_block(key, lr, data):
+            state = init(key, lr, data)
+            return state, evaluate(config, state.params, data)
+
+        def run_block(state, lr, data):
+            state, metrics = run(state, lr, data, segment_evals)
+            return state, metrics
+
+        def per_device(fn):
+            def body(*args):
+                *per_run, data = args
+                return jax.lax.map(lambda xs: fn(*xs, data), tuple(per_run),
+                                   batch_size=block_size)
+            return body
+
+        runs, rep = P("runs"), P()
+        self.init = jax.jit(jax.shard_map(per_device(init_block), mesh=mesh,
+                                          in_specs=(runs, runs, rep), out_specs=runs))
+        self.run = jax.jit(jax.shard_map(per_device(run_block), mesh=mesh,
+                                         in_specs=(runs, runs, rep), out_specs=runs),
+                           donate_argnums=0)
+
+
+def _global(mesh: Mesh, host: np.ndarray, spec) -> jax.Array:
+    """A global array laid out as `spec` from a host array every process holds in full."""
+    sharding = NamedSharding(mesh, spec)
+    return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
+
+
+def _to_host(tree):
+    """Gather a (possibly multi-process) sharded pytree to NumPy on every process."""
+    if jax.process_count() == 1:
+        return jax.device_get(tree)
+    return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def run_chunk(executor: Executor, data: Data, lrs: np.ndarray, seeds: np.ndarray,
+              on_segment: Callable[[int], None] | None = None):
+    """Train len(lrs) runs (already padded to the mesh) -> (final params, metrics (R, E))."""
+    mesh, config = executor.mesh, executor.config
+    keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
+    key_data = np.asarray(jax.random.key_data(keys))
+    keys_g = jax.random.wrap_key_data(_global(mesh, key_data, P("runs")))
+    lrs_g = _global(mesh, np.asarray(lrs, np.float32), P("runs"))
+    data_g = Data(*(_global(mesh, np.asarray(a), P()) for a in data))
+    with jax.default_matmul_precision(MATMUL_PRECISION):
+        state, first = executor.init(keys_g, lrs_g, data_g)
+        parts = [jax.tree.map(lambda a: a[:, None], first)]
+        for _ in range((config.num_evals - 1) // executor.segment_evals):
+            state, metrics = executor.run(state, lrs_g, data_g)
+            parts.append(metrics)
+            if on_segment is not None:
+                jax.block_until_ready(metrics)
+                on_segment(executor.segment_evals * config.eval_every)
+    metrics = _to_host(parts)
+    metrics = {k: np.concatenate([p[k] for p in metrics], axis=1) for k in metrics[0]}
+    return _to_host(state.params), metrics
+
+
+def segment_evals(num_intervals: int, target_segments: int = 20) -> int:
+    """The divisor of num_intervals closest to num_intervals / target_segments (>= 1)."""
+    want = max(1, num_intervals / target_segments)
+    divisors = [k for k in range(1, num_intervals + 1) if num_intervals % k == 0]
+    return min(divisors, key=lambda k: (abs(k - want), k))
+
+
+def estimate_bytes_per_run(config: TrainConfig, n_train: int, n_test: int, d: int) -> int:
+    """Device bytes a run holds in a chunk: parameters x (1 + optimizer moments) + metrics."""
+    h = config.h
+    n_params = (d + 1) * h + (h + 1) + (d if config.shortcut else 0)
+    n_metrics = 16
+    return 4 * (3 * n_params + config.num_evals * n_metrics) + 64
+
+
+def chunk_size_for(grid: Grid, config: TrainConfig, n_runs: int, n_devices: int) -> int:
+    """Runs per compiled call: the grid's chunk_size, else what fits memory_budget per device.
+
+    The block's activations (block_size x (n_train + n_test) x h x ~8 floats) come off first.
+    """
+    # at least two blocks per device: XLA inlines a one-trip loop and fuses it differently,
+    # which would change the last bits between device counts
+    quantum = 2 * n_devices * grid.block_size
+    if grid.chunk_size is not None:
+        size = grid.chunk_size
+    else:
+        per_run = estimate_bytes_per_run(config, grid.n_train, grid.n_test, grid.d)
+        block = grid.block_size * (grid.n_train + grid.n_test) * config.h * 8 * 4
+        size = max(1, (grid.memory_budget - block) // per_run) * n_devices
+    size = min(size, n_runs)
+    return max(quantum, -(-size // quantum) * quantum)  # round up to whole blocks per device
+
+
+# --- the driver --------------------------------------------------------------------------------
+
+
+def iter_chunks(grid: Grid, n_devices: int) -> Iterator[tuple[Group, int, list, int]]:
+    """(group, chunk index, runs of the chunk, padded chunk size) in a fixed order."""
+    runs = grid.runs()
+    for group in grid.groups():
+        size = chunk_size_for(grid, group.config, len(runs), n_devices)
+        for c in range(-(-len(runs) // size)):
+            yield group, c, runs[c * size:(c + 1) * size], size
+
+
+def run_sweep(grid: Grid, out_dir: str, *, load: Callable[[str, int], Data] | None = None,
+              progress: bool = True, extra_config: dict | None = None,
+              max_chunks: int | None = None) -> results_lib.RunFolder:
+    """Run (or resume) the whole grid into out_dir; returns the finished RunFolder.
+
+    Data from `load(dataset, data_seed)` (default: the built-in tasks) is validated before
+    anything compiles. `max_chunks` stops after that many newly computed chunks (for tests).
+    """
+    load = load or default_loader(grid)
+    datasets = {}
+    for name in grid.datasets:
+        for ds in grid.data_seeds:
+            datasets[(name, ds)] = data = Data(*load(name, ds))
+            validate_data(data)
+            if grid.batch_size is not None and grid.batch_size > data.X_train.shape[0]:
+                raise ValueError(f"batch_size: expected at most the {data.X_train.shape[0]} "
+                                 f"training examples of {name}, got {grid.batch_size}")
+    mesh = make_mesh()
+    n_devices = mesh.devices.size
+    folder = results_lib.RunFolder(out_dir)
+    config = {"grid": grid.to_dict(), **(extra_config or {})}
+    folder.prepare(config, results_lib.provenance(MATMUL_PRECISION))
+
+    chunks = list(iter_chunks(grid, n_devices))
+    todo = [c for c in chunks if not folder.has_chunk(c[0].name, c[1])]
+    executors: dict[TrainConfig, Executor] = {}
+    bar = _progress_bar(progress, sum(len(c[2]) for c in todo) * grid.steps)
+    computed, t0 = 0, time.perf_counter()
+    for group, c, runs, size in todo:
+        if max_chunks is not None and computed >= max_chunks:
+            break
+        intervals = group.config.num_evals - 1
+        key = group.config
+        if key not in executors:
+            executors[key] = Executor(group.config, mesh, grid.block_size,
+                                      segment_evals(intervals))
+        padded = runs + [runs[-1]] * (size - len(runs))
+        lrs = np.array([r[0] for r in padded], np.float32)
+        seeds = np.array([r[1] for r in padded], np.int64)
+
+        label, n_real = f"{group.name} chunk {c}", len(runs)
+
+        def on_segment(steps, label=label, n_real=n_real):
+            bar.update(steps * n_real)
+            rate = bar.n / grid.steps / (time.perf_counter() - t0)
+            bar.set_postfix_str(f"{label}, {rate:.1f} runs/s")
+
+        params, metrics = run_chunk(executors[key], datasets[(group.dataset, group.data_seed)],
+                                    lrs, seeds, on_segment)
+        keep = len(runs)
+        folder.save_chunk(group.name, c, group.columns(grid.batch_size),
+                          np.array([r[0] for r in runs]), seeds[:keep], group.config.eval_every,
+                          {k: v[:keep] for k, v in metrics.items()},
+                          {k: np.asarray(v)[:keep] for k, v in params._asdict().items()
+                           if v is not None})
+        computed += 1
+    bar.close()
+    if max_chunks is None or computed < max_chunks or len(todo) == computed:
+        if all(folder.has_chunk(g.name, c) for g, c, _, _ in chunks):
+            folder.assemble([(g.name, c) for g, c, _, _ in chunks])
+    return folder
+
+
+def _progress_bar(enabled: bool, total: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="step", unit_scale=True, disable=not enabled,
+                desc="sweep (run-steps)", smoothing=0.1)
