@@ -52,7 +52,7 @@ def add_grid_flags(parser: argparse.ArgumentParser, defaults: Grid) -> None:
     a("--process-id", type=int, default=None)
 
 
-def grid_from_args(args: argparse.Namespace, datasets: list[str]) -> Grid:
+def grid_from_args(args: argparse.Namespace, datasets: list[str], smoke=None) -> Grid:
     values = dict(
         datasets=datasets, variants=args.variants, widths=args.widths, lrs=args.lrs,
         seeds=args.seeds, data_seeds=args.data_seeds, steps=args.steps,
@@ -60,7 +60,7 @@ def grid_from_args(args: argparse.Namespace, datasets: list[str]) -> Grid:
         grad=args.grad, batch_size=args.batch_size, n_train=args.n_train, n_test=args.n_test,
         d=args.dim, noise=args.noise, chunk_size=args.chunk_size, block_size=args.block_size)
     if args.smoke:
-        values.update(SMOKE)
+        values.update(SMOKE if smoke is None else smoke)
     return Grid(**values)
 
 
