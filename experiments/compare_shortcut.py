@@ -37,7 +37,7 @@ DEFAULTS = Grid(datasets=("linear_xor", "moons", "breast_cancer"), widths=(2, 8,
                 lrs=(0.3, 1.0), seeds=8, steps=1000, eval_every=50, n_train=200, n_test=1000,
                 noise=None)
 SMOKE_DATASETS = ("linear_xor", "breast_cancer")
-SMOKE = dict(widths=[2, 4], lrs=[1.0], seeds=3, steps=40, eval_every=20, n_train=64, n_test=64)
+SMOKE = dict(widths=[3], lrs=[1.0], seeds=3, steps=40, eval_every=20, n_train=64, n_test=64)
 GROUP_KEYS = ("dataset", "data_seed", "variant", "width", "lr", "optimizer", "loss_fn")
 HESSIAN_MAX_PARAMS = 600
 
@@ -90,7 +90,7 @@ def baselines(datasets: dict[str, Data]) -> list[dict]:
 
 
 def hessians(folder: results.RunFolder, grid: Grid, datasets: dict, loss_fn: str) -> list[dict]:
-    """Exact Hessian spectra of J at the final parameters (models up to HESSIAN_MAX_PARAMS)."""
+    """Exact float64 Hessian spectra of J at the final parameters (up to HESSIAN_MAX_PARAMS)."""
     objective = {"mse": loss, "bce": bce_loss}[loss_fn]
     z = np.load(folder.path / "params.npz")
     out = []
@@ -104,10 +104,12 @@ def hessians(folder: results.RunFolder, grid: Grid, datasets: dict, loss_fn: str
         n_params = sum(v[0].size for k, v in leaves.items() if k in Params._fields)
         if n_params > HESSIAN_MAX_PARAMS:
             continue
-        params = Params(**{k: jnp.asarray(leaves[k]) if k in leaves else None
-                           for k in Params._fields})
         d = datasets[(g.dataset, g.data_seed)]
-        spec = jax.device_get(spectrum(params, d.X_train, d.Y_train))
+        with jax.enable_x64(True):  # float64: float32 rounding is near the 1e-6 zero threshold
+            params = Params(**{k: jnp.asarray(leaves[k], jnp.float64) if k in leaves else None
+                               for k in Params._fields})
+            X, Y = (jnp.asarray(a, jnp.float64) for a in (d.X_train, d.Y_train))
+            spec = jax.device_get(spectrum(params, X, Y))
         for i in range(len(leaves["lr"])):
             out.append({"dataset": g.dataset, "data_seed": g.data_seed, "variant": g.variant,
                         "width": g.width, "lr": float(leaves["lr"][i]),
