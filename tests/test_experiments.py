@@ -76,3 +76,14 @@ def test_sweep_smoke(tmp_path):
     with open(tmp_path / "s" / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 * 2 * 1 * 2 * 3  # variants x widths x lrs x seeds x evals
+
+
+def test_benchmark_quick_agrees_with_every_peer(tmp_path):
+    assert load_script("benchmark").main(["--quick", "--out", str(tmp_path / "b")]) == 0
+    report = json.loads((tmp_path / "b" / "results.json").read_text())
+    for name, config in report["configs"].items():
+        impls = {r["impl"] for r in config["rows"]}
+        assert {"kit", "numpy", "jax_naive"} <= impls, name
+        assert all(r["agree"] for r in config["rows"]), name
+    assert {r["impl"] for r in report["grads"]} == {"manual_grad", "jax.grad"}
+    assert (tmp_path / "b" / "results.md").read_text().startswith("# Benchmark")

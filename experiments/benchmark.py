@@ -1,0 +1,293 @@
+"""How fast the kit trains many models, next to what a user would pick instead.
+
+    python experiments/benchmark.py [--out runs/bench]   # ~10 min on 2 CPU cores (+torch: more)
+    python experiments/benchmark.py --quick               # seconds: tiny sizes, agreement check
+
+Every timing: warm-up (compilation) excluded and reported apart, block_until_ready, median and
+spread of --reps repeats, each implementation in its own subprocess. Sections:
+  1. one gradient and one SGD step, manual_grad vs jax.grad, jitted, over several (n, d, h);
+  2. configurations A, B, C (float32, full-batch SGD, all models on the same data): the kit's
+     sweep (shortcut_jax.sweep.Executor: vmapped blocks under lax.map) vs peers from
+     experiments/peers.py (NumPy, plain jit(vmap(scan)), a Python loop of jitted runs, and
+     PyTorch as installed and with tuned malloc when the `bench` extra is installed), all from
+     the same initial parameters, final losses checked to agree;
+  3. scaling in M (log-log PNG), model-steps/s and GFLOP/s against a measured matmul peak.
+Writes results.md and results.json (machine, versions, device, precision) to --out.
+FLOPs of one SGD step of one model, counted analytically (multiply-add = 2):
+  forward 2nhd + 2nh + (2nd shortcut) ; backward 2nh + 2nhd + 2nh (+ 2nd) ; ~ 4nhd + 6nh (+ 4nd).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import peers  # noqa: E402
+
+import shortcut_jax as sj  # noqa: E402
+from shortcut_jax.sweep import Executor, make_mesh  # noqa: E402
+from shortcut_jax.train import Data, TrainConfig, TrainState  # noqa: E402
+
+CONFIGS = {  # name: (n, d, h, M, T)
+    "A": (1000, 2, 16, 1024, 200),
+    "B": (4096, 32, 128, 64, 100),
+    "C": (1000, 2, 16, 1, 1000),
+}
+QUICK = {"A": (64, 2, 4, 16, 10), "B": (128, 3, 8, 4, 10), "C": (64, 2, 4, 1, 20)}
+TUNED_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
+BLOCK_SIZE = 8
+
+
+def step_flops(n: int, d: int, h: int, shortcut: bool = True) -> int:
+    """Analytic FLOPs of one full-batch SGD step of one model (see the module docstring)."""
+    return 4 * n * h * d + 6 * n * h + (4 * n * d if shortcut else 0)
+
+
+def train_kit(params: dict, X, Y, lr, T: int, block_size: int = BLOCK_SIZE):
+    """The kit's sweep machinery from given stacked params: Executor.run over a padded run axis."""
+    p, X, Y, lr_vec = peers._prep(params, X, Y, lr)
+    M, h, d = p["W1"].shape
+    mesh = make_mesh()
+    quantum = 2 * mesh.devices.size * block_size
+    R = -(-M // quantum) * quantum
+    pad = lambda a: np.concatenate([a, np.repeat(a[-1:], R - M, 0)])  # noqa: E731
+    cfg = TrainConfig(h=h, shortcut=p["W"] is not None, steps=T, eval_every=T)
+    params = sj.Params(**{k: None if v is None else jnp.asarray(pad(v)) for k, v in p.items()})
+    opt_state = jax.vmap(lambda q: cfg.make_optimizer(0.0).init(q))(params)
+    keys = jax.random.split(jax.random.key(0), R)
+    state = TrainState(params, opt_state, keys, jnp.zeros(R, jnp.int32))
+    data = Data(jnp.asarray(X), jnp.asarray(Y), jnp.asarray(X), jnp.asarray(Y))
+    ex = _executor(cfg, mesh, block_size)
+    with jax.default_matmul_precision("highest"):
+        state, metrics = ex.run(state, jnp.asarray(pad(lr_vec)), data)
+    out = jax.device_get(state.params)
+    final = {k: None if v is None else np.asarray(v)[:M] for k, v in out._asdict().items()}
+    return final, np.asarray(metrics["train_loss"])[:M, -1]
+
+
+_EXECUTORS: dict = {}
+
+
+def _executor(cfg, mesh, block_size):
+    key = (cfg, block_size)
+    if key not in _EXECUTORS:
+        _EXECUTORS[key] = Executor(cfg, mesh, block_size, segment_evals=1)
+    return _EXECUTORS[key]
+
+
+IMPLS = {"kit": train_kit, **peers.IMPLEMENTATIONS}
+
+
+def time_impl(name: str, n, d, h, M, T, reps: int) -> dict:
+    """In this process: warm-up call (compile), then `reps` timed calls."""
+    params = peers.init_stacked(0, M, d, h, True, w_scale=0.1)
+    X, Y = peers.make_data(1, n, d)
+    fn = IMPLS[name]
+    res = {"impl": name}
+    if name == "torch_compile":
+        step, res["compile_s"] = peers.make_torch_compile_step(params, X, Y, 0.5)
+        fn = lambda *a: peers.train_torch_compile(*a, step=step)  # noqa: E731
+    t0 = time.perf_counter()
+    fn(params, X, Y, 0.5, T if name in ("kit", "jax_naive", "jax_python_loop") else 2)
+    res.setdefault("compile_s", time.perf_counter() - t0)
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        _, losses = fn(params, X, Y, 0.5, T)
+        times.append(time.perf_counter() - t0)
+    res.update(times_s=times, median_s=float(np.median(times)),
+               spread_s=float(np.max(times) - np.min(times)),
+               model_steps_per_s=M * T / float(np.median(times)),
+               final_losses=[float(v) for v in losses])
+    return res
+
+
+def run_sub(name: str, cfg: tuple, reps: int, env_extra: dict | None = None) -> dict | None:
+    env = {**os.environ, **(env_extra or {})}
+    cmd = [sys.executable, __file__, "--one", name, "--cfg", json.dumps(cfg), "--reps",
+           str(reps)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"  {name}: failed: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def grad_timings(shapes, reps: int) -> list[dict]:
+    """Section 1: one gradient and one SGD step, manual_grad vs jax.grad, jitted."""
+    rows = []
+    for n, d, h in shapes:
+        params = sj.init_params(jax.random.key(0), d, h, shortcut_init="lecun")
+        X = jax.random.normal(jax.random.key(1), (n, d))
+        Y = (X[:, 0] > 0).astype(jnp.float32)
+        for name, g in (("manual_grad", sj.manual_grad), ("jax.grad", jax.grad(sj.loss))):
+            grad = jax.jit(g)
+            step = jax.jit(_sgd_step(g))
+            row = {"n": n, "d": d, "h": h, "impl": name}
+            for what, f, args in (("grad", grad, (params, X, Y)), ("step", step, (params, X, Y))):
+                row[f"{what}_compile_s"], row[f"{what}_us"] = _time_call(f, args, reps)
+            rows.append(row)
+    return rows
+
+
+def _sgd_step(g):
+    return lambda p, X, Y: jax.tree.map(lambda a, b: a - 0.1 * b, p, g(p, X, Y))
+
+
+def _time_call(f, args, reps: int, inner: int = 20) -> tuple[float, float]:
+    """(seconds of the first, compiling call; median microseconds of one later call)."""
+    t0 = time.perf_counter()
+    jax.block_until_ready(f(*args))
+    compile_s = time.perf_counter() - t0
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            out = f(*args)
+        jax.block_until_ready(out)
+        ts.append((time.perf_counter() - t0) / inner)
+    return compile_s, 1e6 * float(np.median(ts))
+
+
+def matmul_peak(size: int = 2048, reps: int = 5) -> float:
+    """Measured float32 GFLOP/s of a large jnp.dot on the default device."""
+    a = jax.random.normal(jax.random.key(0), (size, size))
+    f = jax.jit(lambda a: a @ a)
+    jax.block_until_ready(f(a))
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(a))
+        ts.append(time.perf_counter() - t0)
+    return 2 * size**3 / float(np.median(ts)) / 1e9
+
+
+def versions() -> dict:
+    import optax
+
+    info = {"python": platform.python_version(), "machine": platform.machine(),
+            "platform": platform.platform(), "cpu_count": os.cpu_count(), "jax": jax.__version__,
+            "optax": optax.__version__, "numpy": np.__version__, "backend": jax.default_backend(),
+            "device": jax.devices()[0].device_kind, "device_count": jax.device_count(),
+            "matmul_precision": "highest", "dtype": "float32"}
+    if peers.HAVE_TORCH:
+        import torch
+
+        info["torch"] = torch.__version__
+    return info
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="tiny sizes; check agreement")
+    ap.add_argument("--out", default="runs/bench", help="output folder")
+    ap.add_argument("--reps", type=int, default=5, help="timed repeats (median, spread)")
+    ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--cfg", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.one:
+        print(json.dumps(time_impl(args.one, *json.loads(args.cfg), reps=args.reps)))
+        return 0
+    from shortcut_jax.results import atomic_write_text
+
+    configs = QUICK if args.quick else CONFIGS
+    reps = 2 if args.quick else args.reps
+    impls = [k for k in IMPLS if peers.HAVE_TORCH or k not in peers.TORCH_IMPLEMENTATIONS]
+    report = {"versions": versions(), "peak_gflops": matmul_peak(256 if args.quick else 2048)}
+    print(f"float32 matmul peak: {report['peak_gflops']:.1f} GFLOP/s", flush=True)
+    shapes = [(64, 2, 4)] if args.quick else [(200, 2, 16), (1000, 2, 16), (4096, 32, 128)]
+    report["grads"] = grad_timings(shapes, reps)
+    report["configs"], ok = {}, True
+    for name in args.configs:
+        cfg = configs[name]
+        n, d, h, M, T = cfg
+        rows = []
+        for impl in impls:
+            if M == 1 and impl in ("jax_python_loop",):
+                continue
+            tunings = [False, True] if impl in peers.TORCH_IMPLEMENTATIONS else [False]
+            for tuned in tunings[:1] if args.quick else tunings:
+                # --quick: in this process (seconds); else a subprocess each (clean allocator)
+                r = (time_impl(impl, *cfg, reps=reps) if args.quick else
+                     run_sub(impl, cfg, reps, TUNED_MALLOC if tuned else None))
+                if r is None:
+                    continue
+                r["tuned_malloc"] = tuned
+                r["gflops"] = r["model_steps_per_s"] * step_flops(n, d, h) / 1e9
+                rows.append(r)
+                print(f"  {name} {impl}{' (tuned malloc)' if tuned else ''}: "
+                      f"{r['median_s']:.3f}s, {r['model_steps_per_s']:,.0f} model-steps/s",
+                      flush=True)
+        kit = next(r for r in rows if r["impl"] == "kit")
+        for r in rows:
+            r["agree"] = bool(np.allclose(r["final_losses"], kit["final_losses"], rtol=1e-4,
+                                          atol=1e-6))
+            ok &= r["agree"]
+            r["kit_speedup"] = r["median_s"] / kit["median_s"]
+        report["configs"][name] = {"n": n, "d": d, "h": h, "M": M, "T": T, "rows": rows}
+    if not args.quick and "A" in args.configs:
+        report["scaling"] = scaling(report["configs"]["A"], reps)
+    out = Path(args.out)
+    atomic_write_text(out / "results.json", json.dumps(report, indent=1))
+    text = markdown(report)
+    atomic_write_text(out / "results.md", text)
+    print(text)
+    if not ok:
+        print("FAIL: an implementation's final losses disagree with the kit's", file=sys.stderr)
+    return 0 if ok else 1
+
+
+def scaling(a: dict, reps: int) -> list[dict]:
+    """Time of the kit vs M at configuration A's n, d, h (and a log-log PNG if matplotlib)."""
+    rows = []
+    for M in (64, 256, 1024, 4096):
+        r = run_sub("kit", (a["n"], a["d"], a["h"], M, a["T"]), max(2, reps // 2))
+        if r:
+            rows.append({"M": M, "median_s": r["median_s"],
+                         "model_steps_per_s": r["model_steps_per_s"]})
+    return rows
+
+
+def markdown(report: dict) -> str:
+    v = report["versions"]
+    s = [f"# Benchmark ({v['device']}, {v['platform']}, {v['cpu_count']} CPUs; jax {v['jax']}"
+         + (f", torch {v['torch']}" if "torch" in v else "") + ")", "",
+         f"Float32 matmul peak measured in this run: {report['peak_gflops']:.1f} GFLOP/s. "
+         "Times are medians; speedup = that implementation's time / the kit's.", "",
+         "## Gradient and step, manual_grad vs jax.grad (jitted, µs)", "",
+         "| n | d | h | impl | grad µs | step µs | compile s |", "|---|---|---|---|---|---|---|"]
+    for r in report["grads"]:
+        s.append(f"| {r['n']} | {r['d']} | {r['h']} | {r['impl']} | {r['grad_us']:.1f} | "
+                 f"{r['step_us']:.1f} | {r['grad_compile_s']:.2f} |")
+    for name, c in report["configs"].items():
+        s += ["", f"## {name}: n={c['n']} d={c['d']} h={c['h']} M={c['M']} T={c['T']}", "",
+              "| impl | malloc | median s | spread s | model-steps/s | GFLOP/s | compile s | "
+              "kit speedup | losses agree |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in c["rows"]:
+            s.append(f"| {r['impl']} | {'tuned' if r['tuned_malloc'] else 'as installed'} | "
+                     f"{r['median_s']:.3f} | {r['spread_s']:.3f} | {r['model_steps_per_s']:,.0f}"
+                     f" | {r['gflops']:.2f} | {r['compile_s']:.2f} | {r['kit_speedup']:.2f}× | "
+                     f"{'yes' if r['agree'] else 'NO'} |")
+    if report.get("scaling"):
+        s += ["", "## Kit time vs M (configuration A's n, d, h, T)", "",
+              "| M | s | model-steps/s |", "|---|---|---|"]
+        s += [f"| {r['M']} | {r['median_s']:.3f} | {r['model_steps_per_s']:,.0f} |"
+              for r in report["scaling"]]
+    return "\n".join(s) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
