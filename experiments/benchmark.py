@@ -195,6 +195,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="runs/bench", help="output folder")
     ap.add_argument("--reps", type=int, default=5, help="timed repeats (median, spread)")
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("--impls", nargs="+", default=None, choices=list(IMPLS),
+                    help="implementations to time (default: all installed); kit always runs")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--cfg", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -205,7 +207,8 @@ def main(argv=None) -> int:
 
     configs = QUICK if args.quick else CONFIGS
     reps = 2 if args.quick else args.reps
-    impls = [k for k in IMPLS if peers.HAVE_TORCH or k not in peers.TORCH_IMPLEMENTATIONS]
+    impls = [k for k in IMPLS if (peers.HAVE_TORCH or k not in peers.TORCH_IMPLEMENTATIONS)
+             and (args.impls is None or k in args.impls or k == "kit")]
     report = {"versions": versions(), "peak_gflops": matmul_peak(256 if args.quick else 2048)}
     print(f"float32 matmul peak: {report['peak_gflops']:.1f} GFLOP/s", flush=True)
     shapes = [(64, 2, 4)] if args.quick else [(200, 2, 16), (1000, 2, 16), (4096, 32, 128)]
