@@ -159,7 +159,7 @@ def evaluate(config: TrainConfig, params: Params, data: Data) -> dict[str, jax.A
         "train_acc": accuracy(params, data.X_train, data.Y_train),
         "test_loss": objective(params, data.X_test, data.Y_test),
         "test_acc": accuracy(params, data.X_test, data.Y_test),
-        "grad_norm": optax.global_norm(g),
+        "grad_norm": optax.tree.norm(g),
     }
     out.update(diagnostics.at_eval(params, g, data.X_train))
     return out
