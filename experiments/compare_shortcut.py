@@ -236,6 +236,8 @@ def main(argv=None) -> int:
         load, notes = make_loader(args, grid)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
         parser.error(str(e))
+    for note in notes:
+        print(note)  # e.g. the label mapping of the user's CSV
     out = Path(args.out or default_out("compare"))
     try:
         folder = run_sweep(grid, str(out), load=load, progress=not args.no_progress,

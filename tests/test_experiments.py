@@ -64,6 +64,7 @@ def test_compare_shortcut_on_a_users_csv(tmp_path, capsys):
                  "--no-progress"]) == 0
     report = (out / "report.md").read_text()
     assert "labels mapped {'no': 0, 'yes': 1}" in report
+    assert "labels mapped {'no': 0, 'yes': 1}" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["--smoke", "--data", str(tmp_path / "missing.csv"), "--target", "answer",
               "--out", str(tmp_path / "x")])
