@@ -11,6 +11,7 @@ killed sweep leaves whole files or none; rerunning the same command skips finish
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import io
@@ -19,6 +20,7 @@ import os
 import platform
 import subprocess
 import tempfile
+import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,15 +32,16 @@ ID_COLUMNS = ("dataset", "data_seed", "variant", "width", "lr", "seed", "optimiz
 METRIC_COLUMNS = ("train_loss", "train_acc", "test_loss", "test_acc", "grad_norm")
 
 
-def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
-    """Write payload to path via a temporary file in the same folder and os.replace."""
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "w"):
+    """A file object on a temporary name beside path, renamed onto path when the block ends."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.chmod(tmp, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"newline": ""})) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -46,6 +49,12 @@ def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
+    """Write payload to path via a temporary file in the same folder and os.replace."""
+    with atomic_open(path, "wb") as f:
+        f.write(payload)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -166,29 +175,35 @@ class RunFolder:
             return {k: z[k] for k in z.files}
 
     def assemble(self, chunks: Sequence[tuple[str, int]]) -> None:
-        """Write results.csv and params.npz from the chunks, in the given order."""
+        """Write results.csv and params.npz from the chunks, in the given order.
+
+        Streams: one chunk's rows in memory at a time, one group's parameters at a time.
+        """
         if not _is_writer():
             return
-        loaded = [(g, self.load_chunk(g, c)) for g, c in chunks]
         metric_names = list(METRIC_COLUMNS)
-        for _, z in loaded:
-            for k in z:
-                name = k.removeprefix("metric/")
-                if k.startswith("metric/") and name not in metric_names:
-                    metric_names.append(name)
-        text = io.StringIO()
-        writer = csv.writer(text, lineterminator="\n")
-        writer.writerow([*ID_COLUMNS, *metric_names])
-        params: dict[str, list[np.ndarray]] = {}
-        for group, z in loaded:
-            writer.writerows(_chunk_rows(z, metric_names))
-            for k, v in z.items():
-                if k.startswith("param/") or k in ("lr", "seed"):
-                    params.setdefault(f"{group}/{k.removeprefix('param/')}", []).append(v)
-        atomic_write_text(self.results_csv, text.getvalue())
-        buf = io.BytesIO()
-        np.savez(buf, **{k: np.concatenate(v) for k, v in params.items()})
-        atomic_write_bytes(self.path / "params.npz", buf.getvalue())
+        for g, c in chunks:
+            with np.load(self.chunk_path(g, c)) as z:
+                metric_names += [k.removeprefix("metric/") for k in z.files
+                                 if k.startswith("metric/")
+                                 and k.removeprefix("metric/") not in metric_names]
+        with atomic_open(self.results_csv, "w") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow([*ID_COLUMNS, *metric_names])
+            for g, c in chunks:
+                writer.writerows(_chunk_rows(self.load_chunk(g, c), metric_names))
+        with atomic_open(self.path / "params.npz", "wb") as f, \
+                zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
+            for group in dict.fromkeys(g for g, _ in chunks):
+                parts: dict[str, list[np.ndarray]] = {}
+                for g, c in chunks:
+                    if g == group:
+                        for k, v in self.load_chunk(g, c).items():
+                            if k.startswith("param/") or k in ("lr", "seed"):
+                                parts.setdefault(k.removeprefix("param/"), []).append(v)
+                for k, v in parts.items():
+                    with zf.open(f"{group}/{k}.npy", "w", force_zip64=True) as entry:
+                        np.lib.format.write_array(entry, np.concatenate(v))
 
     def read_rows(self) -> list[dict[str, str]]:
         with open(self.results_csv, newline="") as f:
