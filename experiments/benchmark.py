@@ -243,6 +243,8 @@ def main(argv=None) -> int:
         report["configs"][name] = {"n": n, "d": d, "h": h, "M": M, "T": T, "rows": rows}
     if not args.quick and "A" in args.configs:
         report["scaling"] = scaling(report["configs"]["A"], reps)
+        report["memory"] = memory()
+        plot_scaling(report["scaling"], Path(args.out) / "scaling.png")
     out = Path(args.out)
     atomic_write_text(out / "results.json", json.dumps(report, indent=1))
     text = markdown(report)
@@ -251,6 +253,33 @@ def main(argv=None) -> int:
     if not ok:
         print("FAIL: an implementation's final losses disagree with the kit's", file=sys.stderr)
     return 0 if ok else 1
+
+
+MEMORY_SCRIPT = """
+import resource, sys, tempfile, time
+import shortcut_jax as sj
+M = int(sys.argv[1])
+grid = sj.Grid(datasets=("xor",), variants=("shortcut",), widths=(16,), lrs=(0.5,), seeds=M,
+               steps=20, eval_every=20, n_train=1000, n_test=1000, chunk_size=1024)
+with tempfile.TemporaryDirectory() as out:
+    t0 = time.perf_counter()
+    sj.run_sweep(grid, out, progress=False)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, time.perf_counter() - t0)
+"""
+
+
+def memory(sizes=(1024, 4096, 16384)) -> list[dict]:
+    """Peak resident memory of a whole run_sweep (chunks of 1024 runs) against M."""
+    rows = []
+    for M in sizes:
+        proc = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(M)], text=True,
+                              capture_output=True)
+        if proc.returncode == 0:
+            rss, secs = map(float, proc.stdout.split()[-2:])
+            rows.append({"M": M, "peak_rss_mb": rss, "seconds": secs})
+        else:
+            print(f"  memory M={M}: failed {proc.stderr[-300:]}", file=sys.stderr)
+    return rows
 
 
 def scaling(a: dict, reps: int) -> list[dict]:
@@ -262,6 +291,28 @@ def scaling(a: dict, reps: int) -> list[dict]:
             rows.append({"M": M, "median_s": r["median_s"],
                          "model_steps_per_s": r["model_steps_per_s"]})
     return rows
+
+
+def plot_scaling(rows: list[dict], path: Path) -> None:
+    """Log-log PNG of the kit's time against M (skipped without matplotlib)."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return
+    from shortcut_jax.results import atomic_write_bytes
+
+    fig = Figure(figsize=(5, 4), dpi=100, layout="tight")
+    ax = fig.add_subplot()
+    Ms = [r["M"] for r in rows]
+    ax.loglog(Ms, [r["median_s"] for r in rows], "o-", label="kit sweep")
+    ax.loglog(Ms, [rows[0]["median_s"] * M / Ms[0] for M in Ms], "--", label="linear in M")
+    ax.set(xlabel="models M", ylabel="seconds (T steps)", title="time vs M, configuration A")
+    ax.legend()
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def markdown(report: dict) -> str:
@@ -289,6 +340,11 @@ def markdown(report: dict) -> str:
               "| M | s | model-steps/s |", "|---|---|---|"]
         s += [f"| {r['M']} | {r['median_s']:.3f} | {r['model_steps_per_s']:,.0f} |"
               for r in report["scaling"]]
+    if report.get("memory"):
+        s += ["", "## Peak memory of a chunked sweep (chunks of 1024 runs, h=16, n=1000)", "",
+              "| M | peak RSS MB | s |", "|---|---|---|"]
+        s += [f"| {r['M']} | {r['peak_rss_mb']:.0f} | {r['seconds']:.1f} |"
+              for r in report["memory"]]
     return "\n".join(s) + "\n"
 
 
