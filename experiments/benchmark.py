@@ -60,7 +60,8 @@ def train_kit(params: dict, X, Y, lr, T: int, block_size: int = BLOCK_SIZE):
     p, X, Y, lr_vec = peers._prep(params, X, Y, lr)
     M, h, d = p["W1"].shape
     mesh = make_mesh()
-    quantum = 2 * mesh.devices.size * block_size
+    block_size = min(block_size, M)  # one model: no padding to a block of copies
+    quantum = mesh.devices.size * block_size
     R = -(-M // quantum) * quantum
     pad = lambda a: np.concatenate([a, np.repeat(a[-1:], R - M, 0)])  # noqa: E731
     cfg = TrainConfig(h=h, shortcut=p["W"] is not None, steps=T, eval_every=T)
@@ -87,7 +88,27 @@ def _executor(cfg, mesh, block_size):
     return _EXECUTORS[key]
 
 
-IMPLS = {"kit": train_kit, **peers.IMPLEMENTATIONS}
+def train_jax_step_loop(params: dict, X, Y, lr, T: int):
+    """A Python loop of T calls of one jitted SGD step (jax.grad, vmapped over the models)."""
+    p, X, Y, lr_vec = peers._prep(params, X, Y, lr)
+    p = peers._jax_params(p)
+    X, Y, lr_vec = jnp.asarray(X), jnp.asarray(Y), jnp.asarray(lr_vec)
+    for _ in range(T):
+        p = _jax_step(p, X, Y, lr_vec)
+    out, losses = jax.device_get((p, jax.vmap(peers._jax_loss_one, (0, None, None))(p, X, Y)))
+    return peers._np_params(out), np.asarray(losses)
+
+
+@jax.jit
+def _jax_step(p, X, Y, lr):
+    def one(p, lr):
+        g = jax.grad(peers._jax_loss_one)(p, X, Y)
+        return jax.tree.map(lambda a, b: a - lr * b, p, g)
+
+    return jax.vmap(one)(p, lr)
+
+
+IMPLS = {"kit": train_kit, **peers.IMPLEMENTATIONS, "jax_step_loop": train_jax_step_loop}
 
 
 def time_impl(name: str, n, d, h, M, T, reps: int) -> dict:
@@ -219,8 +240,9 @@ def main(argv=None) -> int:
         n, d, h, M, T = cfg
         rows = []
         for impl in impls:
-            if M == 1 and impl in ("jax_python_loop",):
-                continue
+            if (M == 1) == (impl == "jax_python_loop") and impl in ("jax_python_loop",
+                                                                      "jax_step_loop"):
+                continue  # M = 1: a loop of jitted steps; M > 1: a loop over models
             tunings = [False, True] if impl in peers.TORCH_IMPLEMENTATIONS else [False]
             for tuned in tunings[:1] if args.quick else tunings:
                 # --quick: in this process (seconds); else a subprocess each (clean allocator)

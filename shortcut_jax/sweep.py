@@ -245,9 +245,7 @@ def chunk_size_for(grid: Grid, config: TrainConfig, n_runs: int, n_devices: int)
 
     The block's activations (block_size x (n_train + n_test) x h x ~8 floats) come off first.
     """
-    # at least two blocks per device: XLA inlines a one-trip loop and fuses it differently,
-    # which would change the last bits between device counts
-    quantum = 2 * n_devices * grid.block_size
+    quantum = n_devices * grid.block_size
     if grid.chunk_size is not None:
         size = grid.chunk_size
     else:
