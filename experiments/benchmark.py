@@ -47,7 +47,7 @@ CONFIGS = {  # name: (n, d, h, M, T)
 }
 QUICK = {"A": (64, 2, 4, 16, 10), "B": (128, 3, 8, 4, 10), "C": (64, 2, 4, 1, 20)}
 TUNED_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
-BLOCK_SIZE = 8
+BLOCK_SIZE = 16
 
 
 def step_flops(n: int, d: int, h: int, shortcut: bool = True) -> int:
