@@ -41,7 +41,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from shortcut_jax.model import Params, predict
-from shortcut_jax.stats import mean_ci, paired_differences
+from shortcut_jax.stats import _to_float, mean_ci, paired_differences
 
 __all__ = [
     "DIAGNOSTICS",
@@ -126,24 +126,6 @@ def _str(v: Any) -> str:
     return "" if v is None else str(v).strip()
 
 
-def _num(v: Any, column: str) -> float:
-    """Numeric cell -> float; None or empty -> nan."""
-    if v is None:
-        return math.nan
-    if isinstance(v, str):
-        s = v.strip()
-        if not s:
-            return math.nan
-        try:
-            return float(s)
-        except ValueError:
-            raise ValueError(f"rows: column {column!r} has a non-numeric value {v!r}") from None
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        raise ValueError(f"rows: column {column!r} has a non-numeric value {v!r}") from None
-
-
 def _id(v: Any) -> str:
     """A seed-like cell as canonical text: "3", "3.0" and 3 are all "3"."""
     s = _str(v)
@@ -155,14 +137,14 @@ def _id(v: Any) -> str:
 
 
 def _width(v: Any) -> int:
-    f = _num(v, "width")
+    f = _to_float(v, "width")
     if not (math.isfinite(f) and f.is_integer() and f >= 1):
         raise ValueError(f"rows: column 'width' has a value {v!r} that is not an integer >= 1")
     return int(f)
 
 
 def _lr_value(v: Any) -> float:
-    f = _num(v, "lr")
+    f = _to_float(v, "lr")
     if not math.isfinite(f):
         raise ValueError(f"rows: column 'lr' has a value {v!r} that is not a finite number")
     return f
@@ -198,9 +180,9 @@ def _runs(rows: Sequence[Mapping[str, Any]], dataset: str, columns: Sequence[str
         data_seed, seed = _id(r.get("data_seed")), _id(r.get("seed"))
         rep = f"{data_seed}/{seed}" if data_seed else seed
         run = acc.setdefault(key, {}).setdefault(rep, {c: [] for c in ("step", *cols)})
-        run["step"].append(_num(r.get("step"), "step"))
+        run["step"].append(_to_float(r.get("step"), "step"))
         for c in cols:
-            run[c].append(_num(r.get(c), c))
+            run[c].append(_to_float(r.get(c), c))
     out: _Runs = {}
     for key in sorted(acc):
         out[key] = {}
