@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peers  # noqa: E402
 
 import shortcut_jax as sj  # noqa: E402
-from shortcut_jax.sweep import Executor, make_mesh  # noqa: E402
+from shortcut_jax.sweep import Executor, auto_block_size, make_mesh  # noqa: E402
 from shortcut_jax.train import Data, TrainConfig, TrainState  # noqa: E402
 
 CONFIGS = {  # name: (n, d, h, M, T)
@@ -47,7 +47,7 @@ CONFIGS = {  # name: (n, d, h, M, T)
 }
 QUICK = {"A": (64, 2, 4, 16, 10), "B": (128, 3, 8, 4, 10), "C": (64, 2, 4, 1, 20)}
 TUNED_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
-BLOCK_SIZE = 16
+BLOCK_SIZE = None  # None: shortcut_jax.sweep.auto_block_size(n, h), as the sweep picks it
 
 
 def step_flops(n: int, d: int, h: int, shortcut: bool = True) -> int:
@@ -55,12 +55,12 @@ def step_flops(n: int, d: int, h: int, shortcut: bool = True) -> int:
     return 4 * n * h * d + 6 * n * h + (4 * n * d if shortcut else 0)
 
 
-def train_kit(params: dict, X, Y, lr, T: int, block_size: int = BLOCK_SIZE):
+def train_kit(params: dict, X, Y, lr, T: int, block_size: int | None = BLOCK_SIZE):
     """The kit's sweep machinery from given stacked params: Executor.run over a padded run axis."""
     p, X, Y, lr_vec = peers._prep(params, X, Y, lr)
     M, h, d = p["W1"].shape
     mesh = make_mesh()
-    block_size = min(block_size, M)  # one model: no padding to a block of copies
+    block_size = min(block_size or auto_block_size(X.shape[0], h), M)  # M=1: no padding
     quantum = mesh.devices.size * block_size
     R = -(-M // quantum) * quantum
     pad = lambda a: np.concatenate([a, np.repeat(a[-1:], R - M, 0)])  # noqa: E731

@@ -54,7 +54,7 @@ class Grid:
     d: int = 2
     noise: float | None = None
     chunk_size: int | None = None  # runs per compiled call; None: from memory_budget
-    block_size: int = 16  # runs vmapped together inside a device (16: fastest in benchmark A)
+    block_size: int | None = None  # runs vmapped together in a device; None: auto_block_size
     memory_budget: int = 1 << 30  # bytes a chunk may take on one device
 
     def __post_init__(self):
@@ -75,11 +75,11 @@ class Grid:
             if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0 \
                     or not math.isfinite(lr):
                 raise ValueError(f"lrs: expected finite learning rates > 0, got {lr!r}")
-        for name in ("seeds", "steps", "eval_every", "n_train", "d", "block_size",
-                     "memory_budget"):
+        for name in ("seeds", "steps", "eval_every", "n_train", "d", "memory_budget"):
             _positive_int(name, getattr(self, name))
-        if self.chunk_size is not None:
-            _positive_int("chunk_size", self.chunk_size)
+        for name in ("chunk_size", "block_size"):
+            if getattr(self, name) is not None:
+                _positive_int(name, getattr(self, name))
         for name, known in (("optimizers", OPTIMIZERS), ("loss_fns", LOSSES)):
             for value in getattr(self, name):
                 if value not in known:
@@ -94,6 +94,10 @@ class Grid:
         return TrainConfig(h=width, shortcut=shortcut, steps=self.steps,
                            eval_every=self.eval_every, optimizer=optimizer, loss_fn=loss_fn,
                            grad=self.grad, batch_size=self.batch_size)
+
+    def block(self, width: int) -> int:
+        """Runs per vmapped block for this width: block_size, else auto_block_size."""
+        return self.block_size or auto_block_size(self.n_train, width)
 
     def groups(self) -> list[Group]:
         """Shape groups in a fixed order; runs inside a group are (lr, seed), lr-major."""
@@ -131,6 +135,17 @@ class Group:
         return {"dataset": self.dataset, "data_seed": self.data_seed, "variant": self.variant,
                 "width": self.width, "optimizer": self.optimizer, "loss_fn": self.loss_fn,
                 "batch_size": "full" if batch_size is None else batch_size}
+
+
+def auto_block_size(n: int, h: int, cache_bytes: int = 1 << 20) -> int:
+    """The power of two (1..64) of runs whose (n, h) float32 activations fill ~cache_bytes.
+
+    Measured on a 2-core CPU (experiments/BENCHMARKS.md): n=1000, h=16 is fastest at 16;
+    n=4096, h=128 at 1 -- one run's activations already exceed the cache, and a vmapped block
+    only turns its matmuls into slower batched ones.
+    """
+    fit = cache_bytes // (4 * n * h)
+    return int(min(64, 2 ** int(math.log2(fit)))) if fit >= 1 else 1
 
 
 def _positive_int(name: str, value) -> None:
@@ -245,13 +260,14 @@ def chunk_size_for(grid: Grid, config: TrainConfig, n_runs: int, n_devices: int)
 
     The block's activations (block_size x (n_train + n_test) x h x ~8 floats) come off first.
     """
-    quantum = n_devices * grid.block_size
+    block = grid.block(config.h)
+    quantum = n_devices * block
     if grid.chunk_size is not None:
         size = grid.chunk_size
     else:
         per_run = estimate_bytes_per_run(config, grid.n_train, grid.n_test, grid.d)
-        block = grid.block_size * (grid.n_train + grid.n_test) * config.h * 8 * 4
-        size = max(1, (grid.memory_budget - block) // per_run) * n_devices
+        activations = block * (grid.n_train + grid.n_test) * config.h * 8 * 4
+        size = max(1, (grid.memory_budget - activations) // per_run) * n_devices
     size = min(size, n_runs)
     return max(quantum, -(-size // quantum) * quantum)  # round up to whole blocks per device
 
@@ -269,12 +285,11 @@ def iter_chunks(grid: Grid, n_devices: int) -> Iterator[tuple[Group, int, list, 
 
 
 def run_sweep(grid: Grid, out_dir: str, *, load: Callable[[str, int], Data] | None = None,
-              progress: bool = True, extra_config: dict | None = None,
-              max_chunks: int | None = None) -> results_lib.RunFolder:
+              progress: bool = True, extra_config: dict | None = None) -> results_lib.RunFolder:
     """Run (or resume) the whole grid into out_dir; returns the finished RunFolder.
 
     Data from `load(dataset, data_seed)` (default: the built-in tasks) is validated before
-    anything compiles. `max_chunks` stops after that many newly computed chunks (for tests).
+    anything compiles.
     """
     load = load or default_loader(grid)
     datasets = {}
@@ -295,15 +310,11 @@ def run_sweep(grid: Grid, out_dir: str, *, load: Callable[[str, int], Data] | No
     todo = [c for c in chunks if not folder.has_chunk(c[0].name, c[1])]
     executors: dict[TrainConfig, Executor] = {}
     bar = _progress_bar(progress, sum(len(c[2]) for c in todo) * grid.steps)
-    computed, t0 = 0, time.perf_counter()
+    t0 = time.perf_counter()
     for group, c, runs, size in todo:
-        if max_chunks is not None and computed >= max_chunks:
-            break
-        intervals = group.config.num_evals - 1
-        key = group.config
-        if key not in executors:
-            executors[key] = Executor(group.config, mesh, grid.block_size,
-                                      segment_evals(intervals))
+        if group.config not in executors:
+            executors[group.config] = Executor(group.config, mesh, grid.block(group.width),
+                                               segment_evals(group.config.num_evals - 1))
         padded = runs + [runs[-1]] * (size - len(runs))
         lrs = np.array([r[0] for r in padded], np.float32)
         seeds = np.array([r[1] for r in padded], np.int64)
@@ -315,19 +326,15 @@ def run_sweep(grid: Grid, out_dir: str, *, load: Callable[[str, int], Data] | No
             rate = bar.n / grid.steps / (time.perf_counter() - t0)
             bar.set_postfix_str(f"{label}, {rate:.1f} runs/s")
 
-        params, metrics = run_chunk(executors[key], datasets[(group.dataset, group.data_seed)],
-                                    lrs, seeds, on_segment)
-        keep = len(runs)
+        data = datasets[(group.dataset, group.data_seed)]
+        params, metrics = run_chunk(executors[group.config], data, lrs, seeds, on_segment)
         folder.save_chunk(group.name, c, group.columns(grid.batch_size),
-                          np.array([r[0] for r in runs]), seeds[:keep], group.config.eval_every,
-                          {k: v[:keep] for k, v in metrics.items()},
-                          {k: np.asarray(v)[:keep] for k, v in params._asdict().items()
+                          np.array([r[0] for r in runs]), seeds[:n_real], group.config.eval_every,
+                          {k: v[:n_real] for k, v in metrics.items()},
+                          {k: np.asarray(v)[:n_real] for k, v in params._asdict().items()
                            if v is not None})
-        computed += 1
     bar.close()
-    if max_chunks is None or computed < max_chunks or len(todo) == computed:
-        if all(folder.has_chunk(g.name, c) for g, c, _, _ in chunks):
-            folder.assemble([(g.name, c) for g, c, _, _ in chunks])
+    folder.assemble([(g.name, c) for g, c, _, _ in chunks])
     return folder
 
 

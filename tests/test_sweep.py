@@ -254,3 +254,15 @@ def test_cli_help_lists_every_flag():
                  "--steps", "--eval-every", "--optimizer", "--loss", "--batch-size", "--out",
                  "--chunk-size"):
         assert flag in out
+
+
+def test_auto_block_size_fills_about_a_megabyte():
+    from shortcut_jax.sweep import auto_block_size
+
+    assert auto_block_size(1000, 16) == 16  # 16 runs x 1000 x 16 x 4 B = 1.0 MB
+    assert auto_block_size(4096, 128) == 1  # one run is 2 MB already
+    assert auto_block_size(10, 1) == 64  # capped
+    grid = sj.Grid(**{**SMALL, "block_size": None})
+    assert grid.block(4) == 64 and sj.Grid(**SMALL).block(4) == 2
+    with pytest.raises(ValueError, match="block_size: expected an integer >= 1, got 0"):
+        sj.Grid(**{**SMALL, "block_size": 0})
