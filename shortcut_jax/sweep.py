@@ -75,7 +75,7 @@ class Grid:
             if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0 \
                     or not math.isfinite(lr):
                 raise ValueError(f"lrs: expected finite learning rates > 0, got {lr!r}")
-        for name in ("seeds", "steps", "eval_every", "n_train", "d", "memory_budget"):
+        for name in ("seeds", "steps", "eval_every", "n_train", "n_test", "d", "memory_budget"):
             _positive_int(name, getattr(self, name))
         for name in ("chunk_size", "block_size"):
             if getattr(self, name) is not None:

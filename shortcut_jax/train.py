@@ -116,6 +116,9 @@ def check_data(data: Any, batch_size: int | None = None) -> Data:
     if n < 1 or data.Y_train.shape != (n,):
         raise ValueError(f"data.Y_train: expected shape ({n},) to match X_train "
                          f"{data.X_train.shape}, got {data.Y_train.shape}")
+    if data.X_test.shape[0] < 1:
+        raise ValueError(f"data.X_test: expected at least one test example, got shape "
+                         f"{data.X_test.shape}")
     if data.X_test.shape[1] != d or data.Y_test.shape != (data.X_test.shape[0],):
         raise ValueError(f"data.X_test/Y_test: expected shapes (m, {d}) and (m,), got "
                          f"{data.X_test.shape} and {data.Y_test.shape}")

@@ -216,6 +216,7 @@ def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
     (dict(lrs=(float("nan"),)), r"lrs: expected finite learning rates > 0"),
     (dict(steps=0), r"steps: expected an integer >= 1, got 0"),
     (dict(seeds=0), r"seeds: expected an integer >= 1, got 0"),
+    (dict(n_test=0), r"n_test: expected an integer >= 1, got 0"),
     (dict(optimizers=("lbfgs",)), r"optimizers: expected names in .*'lbfgs'"),
     (dict(loss_fns=("hinge",)), r"loss_fns: expected names in .*'hinge'"),
     (dict(variants=("resnet",)), r"variants: expected values in"),

@@ -188,5 +188,7 @@ def test_bad_data_raises():
         validate_data(DATA._replace(Y_test=DATA.Y_test.at[3].set(2.0)))
     with pytest.raises(TypeError, match=r"data: expected \(X_train, Y_train, X_test, Y_test\)"):
         check_data((DATA.X_train, DATA.Y_train))
+    with pytest.raises(ValueError, match=r"data.X_test: expected at least one test example"):
+        check_data(DATA._replace(X_test=DATA.X_test[:0], Y_test=DATA.Y_test[:0]))
     with pytest.raises(ValueError, match=r"data.Y_train: expected shape \(96,\)"):
         check_data(DATA._replace(Y_train=DATA.Y_train[:5]))
