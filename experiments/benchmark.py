@@ -305,33 +305,45 @@ def memory(sizes=(1024, 4096, 16384)) -> list[dict]:
 
 
 def scaling(a: dict, reps: int) -> list[dict]:
-    """Time of the kit vs M at configuration A's n, d, h (and a log-log PNG if matplotlib)."""
+    """Kit time against M, n and h, one varied at a time around configuration A."""
+    base = {"n": a["n"], "d": a["d"], "h": a["h"], "M": 256, "T": a["T"]}
+    sweeps = {"M": (64, 256, 1024, 4096), "n": (250, 1000, 4000), "h": (4, 16, 64)}
     rows = []
-    for M in (64, 256, 1024, 4096):
-        r = run_sub("kit", (a["n"], a["d"], a["h"], M, a["T"]), max(2, reps // 2))
-        if r:
-            rows.append({"M": M, "median_s": r["median_s"],
-                         "model_steps_per_s": r["model_steps_per_s"]})
+    for axis, values in sweeps.items():
+        for v in values:
+            cfg = {**base, axis: v}
+            r = run_sub("kit", tuple(cfg[k] for k in ("n", "d", "h", "M", "T")),
+                        max(2, reps // 2))
+            if r:
+                flops = r["model_steps_per_s"] * step_flops(cfg["n"], cfg["d"], cfg["h"]) / 1e9
+                rows.append({"axis": axis, **cfg, "median_s": r["median_s"],
+                             "model_steps_per_s": r["model_steps_per_s"], "gflops": flops})
     return rows
 
 
 def plot_scaling(rows: list[dict], path: Path) -> None:
-    """Log-log PNG of the kit's time against M (skipped without matplotlib)."""
+    """Log-log PNG of the kit's time against M, n and h (skipped without matplotlib)."""
     try:
         from matplotlib.figure import Figure
     except ImportError:
         return
-    from shortcut_jax.results import atomic_write_bytes
-
-    fig = Figure(figsize=(5, 4), dpi=100, layout="tight")
-    ax = fig.add_subplot()
-    Ms = [r["M"] for r in rows]
-    ax.loglog(Ms, [r["median_s"] for r in rows], "o-", label="kit sweep")
-    ax.loglog(Ms, [rows[0]["median_s"] * M / Ms[0] for M in Ms], "--", label="linear in M")
-    ax.set(xlabel="models M", ylabel="seconds (T steps)", title="time vs M, configuration A")
-    ax.legend()
     import io
 
+    from shortcut_jax.results import atomic_write_bytes
+
+    fig = Figure(figsize=(12, 3.8), dpi=100, layout="tight")
+    for i, axis in enumerate(("M", "n", "h")):
+        part = [r for r in rows if r["axis"] == axis]
+        if not part:
+            continue
+        ax = fig.add_subplot(1, 3, i + 1)
+        xs, ts = [r[axis] for r in part], [r["median_s"] for r in part]
+        ax.loglog(xs, ts, "o-", label="kit sweep")
+        ax.loglog(xs, [ts[0] * x / xs[0] for x in xs], "--", label="linear")
+        others = ", ".join(f"{k}={part[0][k]}" for k in ("n", "h", "M", "T") if k != axis)
+        ax.set(xlabel=axis, ylabel=f"seconds for T={part[0]['T']} steps",
+               title=f"time vs {axis} ({others})")
+        ax.legend()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     atomic_write_bytes(path, buf.getvalue())
@@ -358,10 +370,11 @@ def markdown(report: dict) -> str:
                      f" | {r['gflops']:.2f} | {r['compile_s']:.2f} | {r['kit_speedup']:.2f}× | "
                      f"{'yes' if r['agree'] else 'NO'} |")
     if report.get("scaling"):
-        s += ["", "## Kit time vs M (configuration A's n, d, h, T)", "",
-              "| M | s | model-steps/s |", "|---|---|---|"]
-        s += [f"| {r['M']} | {r['median_s']:.3f} | {r['model_steps_per_s']:,.0f} |"
-              for r in report["scaling"]]
+        s += ["", "## Kit time vs M, n and h (one varied at a time; d and T of A)", "",
+              "| varied | n | h | M | s | model-steps/s | GFLOP/s |",
+              "|---|---|---|---|---|---|---|"]
+        s += [f"| {r['axis']} | {r['n']} | {r['h']} | {r['M']} | {r['median_s']:.3f} | "
+              f"{r['model_steps_per_s']:,.0f} | {r['gflops']:.2f} |" for r in report["scaling"]]
     if report.get("memory"):
         s += ["", "## Peak memory of a chunked sweep (chunks of 1024 runs, h=16, n=1000)", "",
               "| M | peak RSS MB | s |", "|---|---|---|"]
