@@ -343,6 +343,8 @@ def plot_scaling(rows: list[dict], path: Path) -> None:
         others = ", ".join(f"{k}={part[0][k]}" for k in ("n", "h", "M", "T") if k != axis)
         ax.set(xlabel=axis, ylabel=f"seconds for T={part[0]['T']} steps",
                title=f"time vs {axis} ({others})")
+        ax.minorticks_off()
+        ax.set_xticks(xs, [str(x) for x in xs])
         ax.legend()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
