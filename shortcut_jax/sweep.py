@@ -27,7 +27,15 @@ from jax.sharding import PartitionSpec as P
 
 from shortcut_jax import data as data_lib
 from shortcut_jax import results as results_lib
-from shortcut_jax.train import LOSSES, OPTIMIZERS, Data, TrainConfig, make_stages, validate_data
+from shortcut_jax.train import (
+    LOSSES,
+    OPTIMIZERS,
+    Data,
+    TrainConfig,
+    evaluate,
+    make_stages,
+    validate_data,
+)
 
 VARIANTS = ("plain", "shortcut")
 MATMUL_PRECISION = "highest"  # pinned for every sweep: GPUs would otherwise use TF32
@@ -179,15 +187,13 @@ class Executor:
     def __init__(self, config: TrainConfig, mesh: Mesh, block_size: int, segment_evals: int):
         self.config, self.mesh, self.segment_evals = config, mesh, segment_evals
         init, run = make_stages(config)
-        from shortcut_jax.train import evaluate
 
         def init_block(key, lr, data):
             state = init(key, lr, data)
             return state, evaluate(config, state.params, data)
 
         def run_block(state, lr, data):
-            state, metrics = run(state, lr, data, segment_evals)
-            return state, metrics
+            return run(state, lr, data, segment_evals)
 
         def per_device(fn):
             def body(*args):
