@@ -277,11 +277,7 @@ def _torch_step(W1, b1, W2, b2, W, X, Y, lr):
 
     M, h, d = W1.shape
     n = X.shape[0]
-    XT = X.T
-    a1 = torch.relu(W1.reshape(M * h, d) @ XT + b1.reshape(M * h, 1)).reshape(M, h, n)
-    z2 = (a1 * W2.reshape(M, h, 1)).sum(dim=1) + b2.reshape(M, 1)
-    if W is not None:
-        z2 = z2 + W.reshape(M, d) @ XT
+    a1, z2 = _torch_forward(W1, b1, W2, b2, W, X)
     y_hat = torch.sigmoid(z2)
     delta = (y_hat - Y.reshape(1, n)) * y_hat * (1.0 - y_hat) * (1.0 / n)  # (M, n)
     dz1 = delta.reshape(M, 1, n) * W2.reshape(M, h, 1) * (a1 > 0)  # (M, h, n)
@@ -295,7 +291,8 @@ def _torch_step(W1, b1, W2, b2, W, X, Y, lr):
     return W1, b1, W2, b2, W
 
 
-def _torch_losses(W1, b1, W2, b2, W, X, Y):
+def _torch_forward(W1, b1, W2, b2, W, X):
+    """(a1 (M, h, n), z2 (M, n)) in the hidden-units x examples layout."""
     import torch
 
     M, h, d = W1.shape
@@ -305,7 +302,14 @@ def _torch_losses(W1, b1, W2, b2, W, X, Y):
     z2 = (a1 * W2.reshape(M, h, 1)).sum(dim=1) + b2.reshape(M, 1)
     if W is not None:
         z2 = z2 + W.reshape(M, d) @ XT
-    return (0.5 * (torch.sigmoid(z2) - Y.reshape(1, n)) ** 2).mean(dim=1)
+    return a1, z2
+
+
+def _torch_losses(W1, b1, W2, b2, W, X, Y):
+    import torch
+
+    z2 = _torch_forward(W1, b1, W2, b2, W, X)[1]
+    return (0.5 * (torch.sigmoid(z2) - Y.reshape(1, -1)) ** 2).mean(dim=1)
 
 
 def make_torch_compile_step(params: dict, X, Y, lr) -> tuple[Callable, float]:
