@@ -26,7 +26,7 @@ from shortcut_jax.model import (
     check_x,
     check_Y,
     check_y,
-    forward_batch,
+    forward_columns,
     forward_example,
 )
 
@@ -53,17 +53,17 @@ def manual_example_grad(params: Params, x: ArrayLike, y: ArrayLike) -> Params:
 def manual_grad(params: Params, X: ArrayLike, Y: ArrayLike) -> Params:
     """dJ/dtheta over a batch X (n, d), Y (n,): (b.1)-(b.7) in matrix form, averaged over n.
 
-    Row i of each (n, .) matrix is the per-example quantity; sums over rows are the batch
-    average because Delta already carries the 1/n.
+    Column i of each (h, n) matrix (entry i of each (n,) vector) is the per-example quantity;
+    sums over examples are the batch average because Delta already carries the 1/n.
     """
     W1 = check_params(params).W1
-    Z1, A1, Z2, Y_hat = forward_batch(params, X)        # forward, one row per example
+    Z1T, A1T, Z2, Y_hat = forward_columns(params, X)    # forward, one column per example
     X = check_X(X, W1.shape[1])
     Y = check_Y(Y, X.shape[0], Y_hat.dtype)
     n = X.shape[0]
     dL_dY_hat = Y_hat - Y                               # (b.1)  per example
     Delta = dL_dY_hat * (1 - Y_hat) * Y_hat / n         # (1/n) dL/dz2 per example
-    return backward(params, X, Z1, A1, Delta)
+    return backward(params, X, Z1T, A1T, Delta)
 
 
 def manual_grad_bce(params: Params, X: ArrayLike, Y: ArrayLike) -> Params:
@@ -72,23 +72,24 @@ def manual_grad_bce(params: Params, X: ArrayLike, Y: ArrayLike) -> Params:
     Only dL/dz2 changes: d/dz2 (softplus(z2) - y z2) = sigmoid(z2) - y = y_hat - y.
     """
     W1 = check_params(params).W1
-    Z1, A1, Z2, Y_hat = forward_batch(params, X)
+    Z1T, A1T, Z2, Y_hat = forward_columns(params, X)
     X = check_X(X, W1.shape[1])
     Y = check_Y(Y, X.shape[0], Y_hat.dtype)
     Delta = (Y_hat - Y) / X.shape[0]                    # (1/n) dL/dz2 per example
-    return backward(params, X, Z1, A1, Delta)
+    return backward(params, X, Z1T, A1T, Delta)
 
 
-def backward(params: Params, X: jax.Array, Z1: jax.Array, A1: jax.Array,
+def backward(params: Params, X: jax.Array, Z1T: jax.Array, A1T: jax.Array,
              Delta: jax.Array) -> Params:
-    """(b.2)-(b.7) in matrix form from Delta (n,), row i = dJ/dz2 of example i."""
+    """(b.2)-(b.7) in matrix form from Delta (n,) = dJ/dz2 per example; column i of Z1T, A1T
+    (h, n) is example i (see model.forward_columns)."""
     W2, W = params.W2, params.W
     db2 = jnp.sum(Delta)                                # (b.2)  sum_i delta_i
-    dW2 = (Delta @ A1)[None, :]                         # (b.3)  sum_i delta_i a1_i^T
+    dW2 = (A1T @ Delta)[None, :]                        # (b.3)  sum_i delta_i a1_i^T
     dW = None if W is None else (Delta @ X)[None, :]    # (b.4)  sum_i delta_i x_i^T
-    dA1 = Delta[:, None] * W2                           # (b.5)  (n, h)
-    relu_prime = (Z1 > 0).astype(Z1.dtype)              # 1{z1 > 0}
-    dZ1 = dA1 * relu_prime                              # (b.6)  per example, (n, h)
-    db1 = jnp.sum(dZ1, axis=0)                          # (b.6)  summed
-    dW1 = dZ1.T @ X                                     # (b.7)  sum_i dz1_i x_i^T
+    dA1T = W2[0][:, None] * Delta[None, :]              # (b.5)  column i: delta_i W2^T
+    relu_prime = (Z1T > 0).astype(Z1T.dtype)            # 1{z1 > 0}
+    dZ1T = dA1T * relu_prime                            # (b.6)  per example, (h, n)
+    db1 = jnp.sum(dZ1T, axis=1)                         # (b.6)  summed
+    dW1 = dZ1T @ X                                      # (b.7)  sum_i dz1_i x_i^T
     return Params(W1=dW1, b1=db1, W2=dW2, b2=db2, W=dW)
