@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import io
 import json
 import sys
@@ -59,14 +60,23 @@ def parse(argv):
 
 
 def make_loader(args, grid: Grid):
-    """(loader, notes): the built-in tasks, or the user's CSV under the name of its file."""
+    """(loader, notes): the built-in tasks, or the user's CSV under the name of its file.
+
+    The loader is cached: the sweep and the report see the same arrays, made once.
+    """
     if args.data is None:
-        return default_loader(grid), []
+        return functools.cache(default_loader(grid)), []
     ds, info = data_lib.load_csv(args.data, args.target, key=jax.random.key(0))
     notes = [f"{args.data}: {info['n_train']} train / {info['n_test']} test rows, "
              f"{len(info['feature_names'])} features, labels mapped {info['label_map']}"]
-    return (lambda name, seed: data_lib.load_csv(args.data, args.target,
-                                                 key=jax.random.key(seed))[0]), notes
+
+    @functools.cache
+    def load(name, seed):
+        if seed == 0:
+            return ds
+        return data_lib.load_csv(args.data, args.target, key=jax.random.key(seed))[0]
+
+    return load, notes
 
 
 def baselines(datasets: dict[str, Data]) -> list[dict]:
