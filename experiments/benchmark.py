@@ -35,9 +35,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import peers  # noqa: E402
+from jax.sharding import Mesh  # noqa: E402
 
 import shortcut_jax as sj  # noqa: E402
-from shortcut_jax.sweep import Executor, auto_block_size, make_mesh  # noqa: E402
+from shortcut_jax.sweep import Executor, auto_block_size, use_cpu_cores  # noqa: E402
 from shortcut_jax.train import Data, TrainConfig, TrainState  # noqa: E402
 
 CONFIGS = {  # name: (n, d, h, M, T)
@@ -47,6 +48,7 @@ CONFIGS = {  # name: (n, d, h, M, T)
 }
 QUICK = {"A": (64, 2, 4, 16, 10), "B": (128, 3, 8, 4, 10), "C": (64, 2, 4, 1, 20)}
 TUNED_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
+SUBPROCESS_FLAGS: list[str] = []  # main's --cpu-devices, passed on to each timed subprocess
 BLOCK_SIZE = None  # None: shortcut_jax.sweep.auto_block_size(n, h), as the sweep picks it
 
 
@@ -59,8 +61,9 @@ def train_kit(params: dict, X, Y, lr, T: int, block_size: int | None = BLOCK_SIZ
     """The kit's sweep machinery from given stacked params: Executor.run over a padded run axis."""
     p, X, Y, lr_vec = peers._prep(params, X, Y, lr)
     M, h, d = p["W1"].shape
-    mesh = make_mesh()
     block_size = min(block_size or auto_block_size(X.shape[0], h), M)  # M=1: no padding
+    n_blocks = -(-M // block_size)  # a device per block at most (C: one model, one device)
+    mesh = Mesh(np.asarray(jax.devices()[:n_blocks]), ("runs",))
     quantum = mesh.devices.size * block_size
     R = -(-M // quantum) * quantum
     pad = lambda a: np.concatenate([a, np.repeat(a[-1:], R - M, 0)])  # noqa: E731
@@ -72,7 +75,8 @@ def train_kit(params: dict, X, Y, lr, T: int, block_size: int | None = BLOCK_SIZ
     data = Data(jnp.asarray(X), jnp.asarray(Y), jnp.asarray(X), jnp.asarray(Y))
     ex = _executor(cfg, mesh, block_size)
     with jax.default_matmul_precision("highest"):
-        state, metrics = ex.run(state, jnp.asarray(pad(lr_vec)), data)
+        # one call: the loss at step 0, T steps, the loss at step T
+        state, metrics = ex.run(state, jnp.asarray(pad(lr_vec)), data, jnp.int32(0))
     out = jax.device_get(state.params)
     final = {k: None if v is None else np.asarray(v)[:M] for k, v in out._asdict().items()}
     return final, np.asarray(metrics["train_loss"])[:M, -1]
@@ -84,7 +88,7 @@ _EXECUTORS: dict = {}
 def _executor(cfg, mesh, block_size):
     key = (cfg, block_size)
     if key not in _EXECUTORS:
-        _EXECUTORS[key] = Executor(cfg, mesh, block_size, segment_evals=1)
+        _EXECUTORS[key] = Executor(cfg, mesh, block_size, segment_evals=cfg.num_evals)
     return _EXECUTORS[key]
 
 
@@ -139,6 +143,7 @@ def run_sub(name: str, cfg: tuple, reps: int, env_extra: dict | None = None) -> 
     env = {**os.environ, **(env_extra or {})}
     cmd = [sys.executable, __file__, "--one", name, "--cfg", json.dumps(cfg), "--reps",
            str(reps)]
+    cmd += SUBPROCESS_FLAGS
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         print(f"  {name}: failed: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
@@ -182,6 +187,36 @@ def _time_call(f, args, reps: int, inner: int = 20) -> tuple[float, float]:
     return compile_s, 1e6 * float(np.median(ts))
 
 
+def compile_times(widths=(4, 16, 64), quick: bool = False) -> list[dict]:
+    """Seconds to trace and compile one sweep shape group (Executor.init and .run, with the
+    per-eval metrics and diagnostics), each width and variant a fresh group."""
+    from shortcut_jax.sweep import Grid, default_loader, make_mesh, segment_evals
+
+    grid = Grid(datasets=("moons",), widths=widths, seeds=8 if quick else 32,
+                steps=20 if quick else 2000, eval_every=10 if quick else 50)
+    data = default_loader(grid)("moons", 0)
+    mesh = make_mesh()
+    rows = []
+    for group in grid.groups():
+        cfg = group.config
+        quantum = mesh.devices.size * grid.block(cfg.h)
+        R = -(-grid.seeds // quantum) * quantum
+        ex = Executor(cfg, mesh, grid.block(cfg.h), segment_evals(cfg.num_evals))
+        keys, lrs = jax.random.split(jax.random.key(0), R), jnp.full(R, 0.5)
+        with jax.default_matmul_precision("highest"):
+            t0 = time.perf_counter()
+            init = ex.init.lower(keys, lrs, data).compile()
+            t1 = time.perf_counter()
+            state = init(keys, lrs, data)
+            t2 = time.perf_counter()
+            ex.run.lower(state, lrs, data, jnp.int32(0)).compile()
+            t3 = time.perf_counter()
+        rows.append({"group": group.name, "h": cfg.h, "runs": R, "init_s": t1 - t0,
+                     "run_s": t3 - t2, "total_s": t1 - t0 + t3 - t2})
+        print(f"  compile {group.name}: {t1 - t0 + t3 - t2:.2f} s", flush=True)
+    return rows
+
+
 def matmul_peak(size: int = 2048, reps: int = 5) -> float:
     """Measured float32 GFLOP/s of a large jnp.dot on the default device."""
     a = jax.random.normal(jax.random.key(0), (size, size))
@@ -218,9 +253,14 @@ def main(argv=None) -> int:
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     ap.add_argument("--impls", nargs="+", default=None, choices=list(IMPLS),
                     help="implementations to time (default: all installed); kit always runs")
+    ap.add_argument("--cpu-devices", type=int, default=None,
+                    help="CPU devices the kit shards its runs over (default: one per core)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--cfg", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    use_cpu_cores(args.cpu_devices)  # before any JAX computation; a no-op where JAX runs
+    SUBPROCESS_FLAGS[:] = [] if args.cpu_devices is None else ["--cpu-devices",
+                                                               str(args.cpu_devices)]
     if args.one:
         print(json.dumps(time_impl(args.one, *json.loads(args.cfg), reps=args.reps)))
         return 0
@@ -234,6 +274,7 @@ def main(argv=None) -> int:
     print(f"float32 matmul peak: {report['peak_gflops']:.1f} GFLOP/s", flush=True)
     shapes = [(64, 2, 4)] if args.quick else [(200, 2, 16), (1000, 2, 16), (4096, 32, 128)]
     report["grads"] = grad_timings(shapes, reps)
+    report["compile"] = compile_times(quick=args.quick)
     report["configs"], ok = {}, True
     for name in args.configs:
         cfg = configs[name]
@@ -362,6 +403,12 @@ def markdown(report: dict) -> str:
     for r in report["grads"]:
         s.append(f"| {r['n']} | {r['d']} | {r['h']} | {r['impl']} | {r['grad_us']:.1f} | "
                  f"{r['step_us']:.1f} | {r['grad_compile_s']:.2f} |")
+    if report.get("compile"):
+        s += ["", "## Compile time of a sweep shape group (trace + XLA compile of init and "
+              "run, eval metrics and diagnostics included)", "",
+              "| group | runs | init s | run s | total s |", "|---|---|---|---|---|"]
+        s += [f"| {r['group']} | {r['runs']} | {r['init_s']:.2f} | {r['run_s']:.2f} | "
+              f"{r['total_s']:.2f} |" for r in report["compile"]]
     for name, c in report["configs"].items():
         s += ["", f"## {name}: n={c['n']} d={c['d']} h={c['h']} M={c['M']} T={c['T']}", "",
               "| impl | malloc | median s | spread s | model-steps/s | GFLOP/s | compile s | "

@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sweep import add_grid_flags, default_out, grid_from_args, init_distributed  # noqa: E402
+from sweep import add_grid_flags, default_out, grid_from_args, init_devices  # noqa: E402
 
 from shortcut_jax import data as data_lib  # noqa: E402
 from shortcut_jax import diagnostics, plots, results, stats  # noqa: E402
@@ -236,7 +236,7 @@ def report(grid, summary, paired, hess, base, tau, notes, figures) -> str:
 
 def main(argv=None) -> int:
     parser, args = parse(argv)
-    init_distributed(args)
+    init_devices(args)
     if args.data:
         names = [Path(args.data).stem]
     else:

@@ -16,7 +16,7 @@ import datetime
 import sys
 
 from shortcut_jax.data import DATASETS
-from shortcut_jax.sweep import VARIANTS, Grid, run_sweep
+from shortcut_jax.sweep import VARIANTS, Grid, run_sweep, use_cpu_cores
 from shortcut_jax.train import LOSSES, OPTIMIZERS
 
 SMOKE = dict(widths=[4, 8], lrs=[0.5], seeds=2, steps=20, eval_every=10, n_train=64, n_test=64)
@@ -48,6 +48,8 @@ def add_grid_flags(parser: argparse.ArgumentParser, defaults: Grid) -> None:
     a("--out", default=None, help="output folder (default runs/<name>-<date-time>)")
     a("--no-progress", action="store_true", help="no progress bar")
     a("--smoke", action="store_true", help="a tiny configuration that runs in seconds")
+    a("--cpu-devices", type=_positive, default=None,
+      help="CPU devices to shard the runs over (default: one per core; sweep.use_cpu_cores)")
     a("--coordinator", default=None, help="HOST:PORT of process 0, for several hosts")
     a("--num-processes", type=int, default=None)
     a("--process-id", type=int, default=None)
@@ -65,10 +67,26 @@ def grid_from_args(args: argparse.Namespace, datasets: list[str], smoke=None) ->
     return Grid(**values)
 
 
-def init_distributed(args: argparse.Namespace) -> None:
-    if args.coordinator is not None:
-        import jax
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return int(text)
 
+
+def init_devices(args: argparse.Namespace) -> None:
+    """One CPU device per core (or --cpu-devices), then jax.distributed with --coordinator.
+
+    Call before any JAX computation; inside a process where JAX already runs (tests), the
+    default leaves the devices as they are and an explicit --cpu-devices is an error.
+    """
+    import jax
+
+    if use_cpu_cores(args.cpu_devices) is None and args.cpu_devices is not None \
+            and args.cpu_devices != jax.local_device_count():
+        raise SystemExit(f"--cpu-devices: JAX already runs with {jax.local_device_count()} "
+                         f"devices (set before XLA_FLAGS or an earlier JAX computation), cannot "
+                         f"make {args.cpu_devices}")
+    if args.coordinator is not None:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
 
@@ -84,7 +102,7 @@ def main(argv=None) -> int:
                         help="built-in data sets")
     add_grid_flags(parser, Grid(seeds=16))
     args = parser.parse_args(argv)
-    init_distributed(args)
+    init_devices(args)
     try:
         grid = grid_from_args(args, args.dataset)
     except (ValueError, TypeError) as e:

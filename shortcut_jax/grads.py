@@ -50,14 +50,16 @@ def manual_example_grad(params: Params, x: ArrayLike, y: ArrayLike) -> Params:
     return Params(W1=dW1, b1=db1, W2=dW2, b2=db2, W=dW)
 
 
-def manual_grad(params: Params, X: ArrayLike, Y: ArrayLike) -> Params:
+def manual_grad(params: Params, X: ArrayLike, Y: ArrayLike, *,
+                XT: jax.Array | None = None) -> Params:
     """dJ/dtheta over a batch X (n, d), Y (n,): (b.1)-(b.7) in matrix form, averaged over n.
 
     Column i of each (h, n) matrix (entry i of each (n,) vector) is the per-example quantity;
     sums over examples are the batch average because Delta already carries the 1/n.
+    XT: optionally X.T, made once outside a training loop.
     """
     W1 = check_params(params).W1
-    Z1T, A1T, Z2, Y_hat = forward_columns(params, X)    # forward, one column per example
+    Z1T, A1T, Z2, Y_hat = forward_columns(params, X, XT=XT)  # forward, a column per example
     X = check_X(X, W1.shape[1])
     Y = check_Y(Y, X.shape[0], Y_hat.dtype)
     n = X.shape[0]
@@ -66,13 +68,14 @@ def manual_grad(params: Params, X: ArrayLike, Y: ArrayLike) -> Params:
     return backward(params, X, Z1T, A1T, Delta)
 
 
-def manual_grad_bce(params: Params, X: ArrayLike, Y: ArrayLike) -> Params:
+def manual_grad_bce(params: Params, X: ArrayLike, Y: ArrayLike, *,
+                    XT: jax.Array | None = None) -> Params:
     """dJ/dtheta for the binary cross-entropy J = 1/n sum_i -[y log y_hat + (1-y) log(1-y_hat)].
 
     Only dL/dz2 changes: d/dz2 (softplus(z2) - y z2) = sigmoid(z2) - y = y_hat - y.
     """
     W1 = check_params(params).W1
-    Z1T, A1T, Z2, Y_hat = forward_columns(params, X)
+    Z1T, A1T, Z2, Y_hat = forward_columns(params, X, XT=XT)
     X = check_X(X, W1.shape[1])
     Y = check_Y(Y, X.shape[0], Y_hat.dtype)
     Delta = (Y_hat - Y) / X.shape[0]                    # (1/n) dL/dz2 per example

@@ -32,7 +32,6 @@ from shortcut_jax.train import (
     OPTIMIZERS,
     Data,
     TrainConfig,
-    evaluate,
     make_stages,
     validate_data,
 )
@@ -176,38 +175,65 @@ def default_loader(grid: Grid) -> Callable[[str, int], Data]:
 # --- compiled execution -----------------------------------------------------------------------
 
 
+def use_cpu_cores(count: int | None = None) -> int | None:
+    """Give JAX one CPU device per core (or `count` devices); call before any JAX computation.
+
+    A CPU device runs its elementwise kernels on one thread, so a sweep sharded over one
+    device per core uses every core (1.8x on 2 cores, experiments/BENCHMARKS.md); results do
+    not depend on the device count. Returns the count set, or None -- changing nothing -- when
+    XLA_FLAGS already sets --xla_force_host_platform_device_count or JAX's backend is running.
+    No effect on GPUs.
+    """
+    import os
+
+    if count is None:
+        count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count() or 1)
+    _positive_int("count", count)
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return None
+    try:
+        jax.config.update("jax_num_cpu_devices", int(count))
+    except RuntimeError:  # the backend already runs with its devices
+        return None
+    return int(count)
+
+
 def make_mesh() -> Mesh:
     """A 1-D mesh named "runs" over every device of every process."""
     return Mesh(np.asarray(jax.devices()), ("runs",))
 
 
 class Executor:
-    """Compiled init / run-segment of one TrainConfig over a sharded run axis."""
+    """Compiled init / run-segment of one TrainConfig over a sharded run axis.
+
+    init(keys, lrs, data) -> state; run(state, lrs, data, first) -> (state, metrics (R, k)):
+    eval points first .. first + k - 1 with k = segment_evals (train.make_stages).
+    """
 
     def __init__(self, config: TrainConfig, mesh: Mesh, block_size: int, segment_evals: int):
         self.config, self.mesh, self.segment_evals = config, mesh, segment_evals
         init, run = make_stages(config)
 
-        def init_block(key, lr, data):
-            state = init(key, lr, data)
-            return state, evaluate(config, state.params, data)
-
-        def run_block(state, lr, data):
-            return run(state, lr, data, segment_evals)
-
-        def per_device(fn):
-            def body(*args):
-                *per_run, data = args
-                return jax.lax.map(lambda xs: fn(*xs, data), tuple(per_run),
-                                   batch_size=block_size)
+        def per_device(fn, n_runs_args):
+            def body(*args):  # per-run arguments (sharded), then shared ones (replicated)
+                per_run, shared = args[:n_runs_args], args[n_runs_args:]
+                return jax.lax.map(lambda xs: fn(*xs, *shared), per_run, batch_size=block_size)
             return body
 
         runs, rep = P("runs"), P()
-        self.init = jax.jit(jax.shard_map(per_device(init_block), mesh=mesh,
-                                          in_specs=(runs, runs, rep), out_specs=runs))
-        self.run = jax.jit(jax.shard_map(per_device(run_block), mesh=mesh,
-                                         in_specs=(runs, runs, rep), out_specs=runs),
-                           donate_argnums=0)
+        # init runs once per chunk: compiled without LLVM optimization (half the compile time)
+        self.init = jax.jit(jax.shard_map(per_device(init, 2), mesh=mesh,
+                                          in_specs=(runs, runs, rep), out_specs=runs),
+                            compiler_options={"xla_backend_optimization_level": 0})
+        self.run = jax.jit(jax.shard_map(
+            per_device(lambda state, lr, data, first: run(state, lr, data, segment_evals, first),
+                       2), mesh=mesh, in_specs=(runs, runs, rep, rep), out_specs=runs),
+            donate_argnums=0)
+
+    def segments(self) -> range:
+        """First eval point of each run call: 0, k, 2k, ... covering config.num_evals points."""
+        return range(0, self.config.num_evals, self.segment_evals)
 
 
 def _global(mesh: Mesh, host: np.ndarray, spec) -> jax.Array:
@@ -233,24 +259,29 @@ def run_chunk(executor: Executor, data: Data, lrs: np.ndarray, seeds: np.ndarray
     lrs_g = _global(mesh, np.asarray(lrs, np.float32), P("runs"))
     data_g = Data(*(_global(mesh, np.asarray(a), P()) for a in data))
     with jax.default_matmul_precision(MATMUL_PRECISION):
-        state, first = executor.init(keys_g, lrs_g, data_g)
-        parts = [jax.tree.map(lambda a: a[:, None], first)]
-        for _ in range((config.num_evals - 1) // executor.segment_evals):
-            state, metrics = executor.run(state, lrs_g, data_g)
+        state = executor.init(keys_g, lrs_g, data_g)
+        parts = []
+        for start in executor.segments():
+            first = _global(mesh, np.asarray(start, np.int32), P())
+            state, metrics = executor.run(state, lrs_g, data_g, first)
             parts.append(metrics)
             if on_segment is not None:
                 jax.block_until_ready(metrics)
-                on_segment(executor.segment_evals * config.eval_every)
+                trained = min(start + executor.segment_evals, config.num_evals - 1) - start
+                on_segment(max(trained, 0) * config.eval_every)
     metrics = _to_host(parts)
-    metrics = {k: np.concatenate([p[k] for p in metrics], axis=1) for k in metrics[0]}
+    metrics = {k: np.concatenate([p[k] for p in metrics], axis=1)[:, :config.num_evals]
+               for k in metrics[0]}
     return _to_host(state.params), metrics
 
 
-def segment_evals(num_intervals: int, target_segments: int = 20) -> int:
-    """The divisor of num_intervals closest to num_intervals / target_segments (>= 1)."""
-    want = max(1, num_intervals / target_segments)
-    divisors = [k for k in range(1, num_intervals + 1) if num_intervals % k == 0]
-    return min(divisors, key=lambda k: (abs(k - want), k))
+def segment_evals(num_evals: int, target_segments: int = 20) -> int:
+    """Eval points per run call: about num_evals / target_segments (>= 1).
+
+    The last call may run past the last eval point; those points repeat the final state and
+    are dropped (fewer than segment_evals of them).
+    """
+    return -(-num_evals // min(num_evals, target_segments))
 
 
 def estimate_bytes_per_run(config: TrainConfig, n_train: int, n_test: int, d: int) -> int:
@@ -320,7 +351,7 @@ def run_sweep(grid: Grid, out_dir: str, *, load: Callable[[str, int], Data] | No
     for group, c, runs, size in todo:
         if group.config not in executors:
             executors[group.config] = Executor(group.config, mesh, grid.block(group.width),
-                                               segment_evals(group.config.num_evals - 1))
+                                               segment_evals(group.config.num_evals))
         padded = runs + [runs[-1]] * (size - len(runs))
         lrs = np.array([r[0] for r in padded], np.float32)
         seeds = np.array([r[1] for r in padded], np.int64)

@@ -169,12 +169,17 @@ def evaluate(config: TrainConfig, params: Params, data: Data) -> dict[str, jax.A
 
 
 def make_stages(config: TrainConfig):
-    """(init, run): init(key, lr, data) -> state; run(state, lr, data, k) -> (state, metrics).
+    """(init, run): init(key, lr, data) -> state; run(state, lr, data, k, first=0) -> (state,
+    metrics (k,)).
 
-    `run` advances k * eval_every steps and records metrics after each eval_every; the
-    sweep calls it in segments to update a progress bar between compiled calls.
+    `run` repeats k times: record the metrics of eval point `first + i` (step
+    (first + i) * eval_every), then train eval_every steps -- except after the last eval point
+    (config.num_evals - 1), so points past it repeat the final state. The sweep calls it in
+    segments (one compiled program for all of them: `first` is traced) to update a progress bar
+    between compiled calls; `evaluate` is compiled once, inside `run`.
     """
     grad_fn = make_grad_fn(config)
+    full_batch_manual = config.batch_size is None and config.grad == "manual"
 
     def init(key: jax.Array, lr: jax.Array, data: Data) -> TrainState:
         data = check_data(data, config.batch_size)
@@ -194,21 +199,26 @@ def make_stages(config: TrainConfig):
         idx = jax.lax.dynamic_slice(order, (i * b,), (b,))
         return data.X_train[idx], data.Y_train[idx]
 
-    def step(state: TrainState, lr: jax.Array, data: Data) -> TrainState:
+    def step(state: TrainState, lr: jax.Array, data: Data, XT) -> TrainState:
         X, Y = batch(state, data)
-        g = grad_fn(state.params, X, Y)
+        # full batch: X^T made once per run call, not every step (XLA does not hoist it)
+        g = grad_fn(state.params, X, Y, XT=XT) if full_batch_manual else grad_fn(
+            state.params, X, Y)
         updates, opt_state = config.make_optimizer(lr).update(g, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         return TrainState(params, opt_state, state.key, state.step + 1)
 
-    def run(state: TrainState, lr: jax.Array, data: Data, num_evals: int):
+    def run(state: TrainState, lr: jax.Array, data: Data, num_evals: int, first=0):
         data = check_data(data, config.batch_size)
+        XT = data.X_train.T if full_batch_manual else None
 
-        def interval(state, _):
-            state = jax.lax.fori_loop(0, config.eval_every, lambda _, s: step(s, lr, data), state)
-            return state, evaluate(config, state.params, data)
+        def interval(state, i):
+            metrics = evaluate(config, state.params, data)
+            todo = jnp.where(first + i < config.num_evals - 1, config.eval_every, 0)
+            state = jax.lax.fori_loop(0, todo, lambda _, s: step(s, lr, data, XT), state)
+            return state, metrics
 
-        return jax.lax.scan(interval, state, length=num_evals)
+        return jax.lax.scan(interval, state, jnp.arange(num_evals))
 
     return init, run
 
@@ -222,10 +232,7 @@ def make_train(config: TrainConfig):
 
     def train(key: jax.Array, lr: jax.Array, data: Data):
         data = check_data(data, config.batch_size)
-        state = init(key, lr, data)
-        first = evaluate(config, state.params, data)
-        state, metrics = run(state, lr, data, config.num_evals - 1)
-        metrics = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, metrics)
+        state, metrics = run(init(key, lr, data), lr, data, config.num_evals)
         return state.params, metrics
 
     return train

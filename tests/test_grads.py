@@ -159,6 +159,18 @@ def test_shortcut_with_zero_W_equals_plain():
     assert gp.W is None and gs.W.shape == (1, 4)
 
 
+@pytest.mark.parametrize("grad", [sj.manual_grad, sj.manual_grad_bce])
+def test_precomputed_XT_gives_the_same_gradient(grad):
+    params, X, Y = random_problem(3, 3, 5, 40, 1.0, True, jnp.float32)
+    want, got = jax.jit(grad)(params, X, Y), jax.jit(lambda p, X, Y: grad(p, X, Y, XT=X.T))(
+        params, X, Y)
+    for a, b in zip(want, got):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=r"XT: expected X.T, a float32\[3, 40\] array, got "
+                                         r"float32\[40, 3\]"):
+        grad(params, X, Y, XT=X)
+
+
 @pytest.mark.parametrize("z2", [1e4, -1e4, 1e3, -1e3, 50.0, -50.0])
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 def test_saturated_output_is_finite(z2, dtype):

@@ -190,7 +190,8 @@ def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
             "shortcut"]
     run_cli(tmp_path / "whole", *args)
     out = tmp_path / "killed"
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
     proc = subprocess.Popen([sys.executable, SWEEP, *CLI, *args, "--out", str(out)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
@@ -206,6 +207,46 @@ def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
     assert all(p.stat().st_mtime_ns == t for p, t in first.items())  # skipped, not redone
     assert (tmp_path / "whole" / "results.csv").read_bytes() == \
         (out / "results.csv").read_bytes()
+
+
+def test_cli_shards_over_one_cpu_device_per_core_by_default(reference, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["JAX_PLATFORMS"] = "cpu"
+    subprocess.run([sys.executable, SWEEP, *CLI, "--out", str(tmp_path / "cores")], env=env,
+                   capture_output=True, text=True, timeout=300, check=True)
+    cores = len(os.sched_getaffinity(0))
+    assert f'"device_count": {cores}' in (tmp_path / "cores" / "config.json").read_text()
+    assert_same_results(reference, tmp_path / "cores", rtol=DEVICE_RTOL)
+
+
+USE_CPU_CORES = """
+import sys
+from shortcut_jax.sweep import use_cpu_cores
+first = use_cpu_cores(int(sys.argv[1]))
+import jax
+print(first, jax.device_count(), use_cpu_cores(5), jax.device_count())
+"""
+
+
+@pytest.mark.parametrize("xla_flags, expected", [
+    ("", "3 3 None 3"),  # set before the backend starts; a later call changes nothing
+    ("--xla_force_host_platform_device_count=2", "None 2 None 2"),  # the user's flag wins
+])
+def test_use_cpu_cores(xla_flags, expected):
+    env = {**os.environ, "XLA_FLAGS": xla_flags, "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", USE_CPU_CORES, "3"], env=env,
+                         capture_output=True, text=True, check=True, timeout=120).stdout
+    assert out.split() == expected.split()
+    with pytest.raises(ValueError, match=r"count: expected an integer >= 1, got 0"):
+        sweep_lib.use_cpu_cores(0)
+
+
+def test_segments_past_the_last_eval_point_change_nothing(reference, tmp_path, monkeypatch):
+    """3 eval points in calls of 2: the second call's extra point is dropped, no extra steps."""
+    assert sweep_lib.segment_evals(3) == 1 and sweep_lib.segment_evals(41) == 3
+    monkeypatch.setattr(sweep_lib, "segment_evals", lambda num_evals: 2)
+    sj.run_sweep(sj.Grid(**SMALL), str(tmp_path / "seg2"), progress=False)
+    assert_same_results(reference, tmp_path / "seg2", rtol=DEVICE_RTOL)
 
 
 @pytest.mark.parametrize("change, match", [
