@@ -59,13 +59,15 @@ def manual_grad(params: Params, X: ArrayLike, Y: ArrayLike, *,
     XT: optionally X.T, made once outside a training loop.
     """
     W1 = check_params(params).W1
-    Z1T, A1T, Z2, Y_hat = forward_columns(params, X, XT=XT)  # forward, a column per example
     X = check_X(X, W1.shape[1])
+    XT = X.T if XT is None else XT
+    Z1T, A1T, Z2, Y_hat = forward_columns(params, X, XT=XT)  # forward, a column per example
     Y = check_Y(Y, X.shape[0], Y_hat.dtype)
     n = X.shape[0]
     dL_dY_hat = Y_hat - Y                               # (b.1)  per example
-    Delta = dL_dY_hat * (1 - Y_hat) * Y_hat / n         # (1/n) dL/dz2 per example
-    return backward(params, X, Z1T, A1T, Delta)
+    sigma_prime = (1 - Y_hat) * Y_hat                   # dy_hat/dz2 = sigma'(z2)
+    Delta = dL_dY_hat / n * sigma_prime                 # (1/n) dL/dz2 per example
+    return backward(params, X, Z1T, A1T, Delta, XT=XT)
 
 
 def manual_grad_bce(params: Params, X: ArrayLike, Y: ArrayLike, *,
@@ -75,21 +77,23 @@ def manual_grad_bce(params: Params, X: ArrayLike, Y: ArrayLike, *,
     Only dL/dz2 changes: d/dz2 (softplus(z2) - y z2) = sigmoid(z2) - y = y_hat - y.
     """
     W1 = check_params(params).W1
-    Z1T, A1T, Z2, Y_hat = forward_columns(params, X, XT=XT)
     X = check_X(X, W1.shape[1])
+    XT = X.T if XT is None else XT
+    Z1T, A1T, Z2, Y_hat = forward_columns(params, X, XT=XT)
     Y = check_Y(Y, X.shape[0], Y_hat.dtype)
     Delta = (Y_hat - Y) / X.shape[0]                    # (1/n) dL/dz2 per example
-    return backward(params, X, Z1T, A1T, Delta)
+    return backward(params, X, Z1T, A1T, Delta, XT=XT)
 
 
 def backward(params: Params, X: jax.Array, Z1T: jax.Array, A1T: jax.Array,
-             Delta: jax.Array) -> Params:
+             Delta: jax.Array, *, XT: jax.Array | None = None) -> Params:
     """(b.2)-(b.7) in matrix form from Delta (n,) = dJ/dz2 per example; column i of Z1T, A1T
-    (h, n) is example i (see model.forward_columns)."""
+    (h, n) is example i (see model.forward_columns). XT: optionally X.T, made already."""
     W2, W = params.W2, params.W
+    XT = X.T if XT is None else XT
     db2 = jnp.sum(Delta)                                # (b.2)  sum_i delta_i
     dW2 = (A1T @ Delta)[None, :]                        # (b.3)  sum_i delta_i a1_i^T
-    dW = None if W is None else (Delta @ X)[None, :]    # (b.4)  sum_i delta_i x_i^T
+    dW = None if W is None else (XT @ Delta)[None, :]   # (b.4)  sum_i delta_i x_i^T
     dA1T = W2[0][:, None] * Delta[None, :]              # (b.5)  column i: delta_i W2^T
     relu_prime = (Z1T > 0).astype(Z1T.dtype)            # 1{z1 > 0}
     dZ1T = dA1T * relu_prime                            # (b.6)  per example, (h, n)
