@@ -152,39 +152,55 @@ def run_sub(name: str, cfg: tuple, reps: int, env_extra: dict | None = None) -> 
 
 
 def grad_timings(shapes, reps: int) -> list[dict]:
-    """Section 1: one gradient and one SGD step, manual_grad vs jax.grad, jitted."""
+    """Section 1: one gradient and one SGD step, manual_grad vs jax.grad, jitted.
+
+    The four functions of a shape are timed in turns, rep by rep (at least 20 reps), so that a
+    machine that speeds up or slows down over the section moves all of them alike.
+    """
     rows = []
     for n, d, h in shapes:
         params = sj.init_params(jax.random.key(0), d, h, shortcut_init="lecun")
         X = jax.random.normal(jax.random.key(1), (n, d))
         Y = (X[:, 0] > 0).astype(jnp.float32)
+        fns = {}
         for name, g in (("manual_grad", sj.manual_grad), ("jax.grad", jax.grad(sj.loss))):
-            grad = jax.jit(g)
-            step = jax.jit(_sgd_step(g))
-            row = {"n": n, "d": d, "h": h, "impl": name}
-            for what, f, args in (("grad", grad, (params, X, Y)), ("step", step, (params, X, Y))):
-                row[f"{what}_compile_s"], row[f"{what}_us"] = _time_call(f, args, reps)
-            rows.append(row)
+            fns[(name, "grad")] = jax.jit(g)
+            fns[(name, "step")] = jax.jit(_sgd_steps(g, STEPS_PER_CALL))
+        compile_s, us = _time_interleaved(fns, (params, X, Y), max(reps, 20))
+        for name in ("manual_grad", "jax.grad"):
+            rows.append({"n": n, "d": d, "h": h, "impl": name,
+                         "grad_compile_s": compile_s[(name, "grad")],
+                         "grad_us": us[(name, "grad")],
+                         "step_us": us[(name, "step")] / STEPS_PER_CALL})
     return rows
 
 
-def _sgd_step(g):
-    return lambda p, X, Y: jax.tree.map(lambda a, b: a - 0.1 * b, p, g(p, X, Y))
+STEPS_PER_CALL = 100  # section 1's step column: SGD steps in one compiled loop, per step
 
 
-def _time_call(f, args, reps: int, inner: int = 20) -> tuple[float, float]:
-    """(seconds of the first, compiling call; median microseconds of one later call)."""
-    t0 = time.perf_counter()
-    jax.block_until_ready(f(*args))
-    compile_s = time.perf_counter() - t0
-    ts = []
-    for _ in range(reps):
+def _sgd_steps(g, k: int):
+    """k SGD steps in one compiled fori_loop: a step's own time, without call dispatch."""
+    def steps(p, X, Y):
+        return jax.lax.fori_loop(
+            0, k, lambda _, p: jax.tree.map(lambda a, b: a - 0.1 * b, p, g(p, X, Y)), p)
+    return steps
+
+
+def _time_interleaved(fns: dict, args, reps: int, inner: int = 10) -> tuple[dict, dict]:
+    """({key: seconds of the first, compiling call}, {key: median µs of one later call})."""
+    compile_s, ts = {}, {k: [] for k in fns}
+    for k, f in fns.items():
         t0 = time.perf_counter()
-        for _ in range(inner):
-            out = f(*args)
-        jax.block_until_ready(out)
-        ts.append((time.perf_counter() - t0) / inner)
-    return compile_s, 1e6 * float(np.median(ts))
+        jax.block_until_ready(f(*args))
+        compile_s[k] = time.perf_counter() - t0
+    for _ in range(reps):
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                out = f(*args)
+            jax.block_until_ready(out)
+            ts[k].append((time.perf_counter() - t0) / inner)
+    return compile_s, {k: 1e6 * float(np.median(v)) for k, v in ts.items()}
 
 
 def compile_times(widths=(4, 16, 64), quick: bool = False) -> list[dict]:
@@ -321,6 +337,7 @@ def main(argv=None) -> int:
 MEMORY_SCRIPT = """
 import resource, sys, tempfile, time
 import shortcut_jax as sj
+sj.use_cpu_cores()
 M = int(sys.argv[1])
 grid = sj.Grid(datasets=("xor",), variants=("shortcut",), widths=(16,), lrs=(0.5,), seeds=M,
                steps=20, eval_every=20, n_train=1000, n_test=1000, chunk_size=1024)
@@ -399,6 +416,8 @@ def markdown(report: dict) -> str:
          f"Float32 matmul peak measured in this run: {report['peak_gflops']:.1f} GFLOP/s. "
          "Times are medians; speedup = that implementation's time / the kit's.", "",
          "## Gradient and step, manual_grad vs jax.grad (jitted, µs)", "",
+         f"grad: one jitted call (dispatch included); step: one SGD step inside a compiled "
+         f"loop of {STEPS_PER_CALL} (dispatch excluded). Timed in turns, median.", "",
          "| n | d | h | impl | grad µs | step µs | compile s |", "|---|---|---|---|---|---|---|"]
     for r in report["grads"]:
         s.append(f"| {r['n']} | {r['d']} | {r['h']} | {r['impl']} | {r['grad_us']:.1f} | "

@@ -17,7 +17,7 @@ from shortcut_jax.model import (
     num_params,
     predict,
 )
-from shortcut_jax.sweep import Grid, run_sweep
+from shortcut_jax.sweep import Grid, run_sweep, use_cpu_cores
 from shortcut_jax.train import Data, TrainConfig, evaluate, fit, make_stages, make_train
 
 __version__ = "0.1.0"
@@ -52,4 +52,5 @@ __all__ = [
     "results",
     "run_sweep",
     "stats",
+    "use_cpu_cores",
 ]
