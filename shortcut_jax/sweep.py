@@ -222,7 +222,8 @@ class Executor:
             return body
 
         runs, rep = P("runs"), P()
-        # init runs once per chunk: compiled without LLVM optimization (half the compile time)
+        # init runs once per chunk: compiled without LLVM optimization (half the compile time;
+        # its normal draws may differ from an optimized build such as make_train in the last bit)
         self.init = jax.jit(jax.shard_map(per_device(init, 2), mesh=mesh,
                                           in_specs=(runs, runs, rep), out_specs=runs),
                             compiler_options={"xla_backend_optimization_level": 0})
