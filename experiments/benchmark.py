@@ -1,17 +1,20 @@
 """How fast the kit trains many models, next to what a user would pick instead.
 
-    python experiments/benchmark.py [--out runs/bench]   # ~10 min on 2 CPU cores (+torch: more)
+    python experiments/benchmark.py [--out runs/bench]   # ~10 min on 2 CPU cores, ~35 with torch
     python experiments/benchmark.py --quick               # seconds: tiny sizes, agreement check
 
 Every timing: warm-up (compilation) excluded and reported apart, block_until_ready, median and
-spread of --reps repeats, each implementation in its own subprocess. Sections:
+spread of --reps repeats, each implementation in its own subprocess. The kit shards its runs
+over one CPU device per core (shortcut_jax.use_cpu_cores; --cpu-devices N to change). Sections:
   1. one gradient and one SGD step, manual_grad vs jax.grad, jitted, over several (n, d, h);
+     compile time of a sweep shape group (init and run of shortcut_jax.sweep.Executor);
   2. configurations A, B, C (float32, full-batch SGD, all models on the same data): the kit's
      sweep (shortcut_jax.sweep.Executor: vmapped blocks under lax.map) vs peers from
      experiments/peers.py (NumPy, plain jit(vmap(scan)), a Python loop of jitted runs, and
      PyTorch as installed and with tuned malloc when the `bench` extra is installed), all from
      the same initial parameters, final losses checked to agree;
-  3. scaling in M (log-log PNG), model-steps/s and GFLOP/s against a measured matmul peak.
+  3. scaling in M, n and h (log-log PNG), model-steps/s and GFLOP/s against a measured
+     matmul peak; peak memory of a chunked sweep at M = 1k, 4k, 16k.
 Writes results.md and results.json (machine, versions, device, precision) to --out.
 FLOPs of one SGD step of one model, counted analytically (multiply-add = 2):
   forward 2nhd + 2nh + (2nd shortcut) ; backward 2nh + 2nhd + 2nh (+ 2nd) ; ~ 4nhd + 6nh (+ 4nd).

@@ -1,6 +1,6 @@
 """The headline experiment: does the shortcut help, and why? Plain vs shortcut, paired by seed.
 
-    python experiments/compare_shortcut.py            # ~1 min on 2 CPU cores (38-55 s measured)
+    python experiments/compare_shortcut.py            # ~30 s on 2 CPU cores (29 s measured)
     python experiments/compare_shortcut.py --smoke    # seconds (what the test runs)
 
 Default: linear_xor and moons (synthetic, 2-D) and breast cancer (569 x 30, bundled with
