@@ -10,20 +10,24 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from shortcut_jax.model import Params, forward_batch
+from shortcut_jax.model import Params, forward_columns
 
 SATURATED = 1e-3  # an example is saturated when y_hat (1 - y_hat) < SATURATED
 
 
+# Each diagnostic reads the training forward pass in columns (model.forward_columns), the
+# same ops as the gradient's, so that XLA computes that pass once per eval point.
+
+
 def dead_fraction(params: Params, X: jax.Array) -> jax.Array:
     """Fraction of hidden units with z1 <= 0 on every row of X (n, d)."""
-    Z1 = forward_batch(params, X)[0]
-    return jnp.mean(jnp.all(Z1 <= 0, axis=0).astype(X.dtype))
+    Z1T = forward_columns(params, X)[0]
+    return jnp.mean(jnp.all(Z1T <= 0, axis=1).astype(X.dtype))
 
 
 def saturated_fraction(params: Params, X: jax.Array) -> jax.Array:
     """Fraction of rows of X whose sigmoid is saturated, y_hat (1 - y_hat) < SATURATED."""
-    Y_hat = forward_batch(params, X)[3]
+    Y_hat = forward_columns(params, X)[3]
     return jnp.mean((Y_hat * (1 - Y_hat) < SATURATED).astype(X.dtype))
 
 
@@ -31,8 +35,8 @@ def shortcut_share(params: Params, X: jax.Array) -> jax.Array:
     """Mean over rows of |W x| / (|W x| + |W2 a1|): 0 for the plain net and for W = 0."""
     if params.W is None:
         return jnp.zeros((), X.dtype)
-    A1 = forward_batch(params, X)[1]
-    skip, hidden = jnp.abs(X @ params.W[0]), jnp.abs(A1 @ params.W2[0])
+    A1T = forward_columns(params, X)[1]
+    skip, hidden = jnp.abs(params.W[0] @ X.T), jnp.abs(params.W2[0] @ A1T)
     total = skip + hidden
     return jnp.mean(jnp.where(total > 0, skip / jnp.where(total > 0, total, 1), 0))
 
