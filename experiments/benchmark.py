@@ -39,9 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import peers  # noqa: E402
 from jax.sharding import Mesh  # noqa: E402
+from sweep import positive_int, set_cpu_devices  # noqa: E402
 
 import shortcut_jax as sj  # noqa: E402
-from shortcut_jax.sweep import Executor, auto_block_size, use_cpu_cores  # noqa: E402
+from shortcut_jax.sweep import Executor, auto_block_size  # noqa: E402
 from shortcut_jax.train import Data, TrainConfig, TrainState  # noqa: E402
 
 CONFIGS = {  # name: (n, d, h, M, T)
@@ -209,7 +210,7 @@ def _time_interleaved(fns: dict, args, reps: int, inner: int = 10) -> tuple[dict
 def compile_times(widths=(4, 16, 64), quick: bool = False) -> list[dict]:
     """Seconds to trace and compile one sweep shape group (Executor.init and .run, with the
     per-eval metrics and diagnostics), each width and variant a fresh group."""
-    from shortcut_jax.sweep import Grid, default_loader, make_mesh, segment_evals
+    from shortcut_jax.sweep import Grid, chunk_size_for, default_loader, make_mesh, segment_evals
 
     grid = Grid(datasets=("moons",), widths=widths, seeds=8 if quick else 32,
                 steps=20 if quick else 2000, eval_every=10 if quick else 50)
@@ -218,8 +219,7 @@ def compile_times(widths=(4, 16, 64), quick: bool = False) -> list[dict]:
     rows = []
     for group in grid.groups():
         cfg = group.config
-        quantum = mesh.devices.size * grid.block(cfg.h)
-        R = -(-grid.seeds // quantum) * quantum
+        R = chunk_size_for(grid, cfg, len(grid.runs()), mesh.devices.size)
         ex = Executor(cfg, mesh, grid.block(cfg.h), segment_evals(cfg.num_evals))
         keys, lrs = jax.random.split(jax.random.key(0), R), jnp.full(R, 0.5)
         with jax.default_matmul_precision("highest"):
@@ -272,12 +272,12 @@ def main(argv=None) -> int:
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     ap.add_argument("--impls", nargs="+", default=None, choices=list(IMPLS),
                     help="implementations to time (default: all installed); kit always runs")
-    ap.add_argument("--cpu-devices", type=int, default=None,
+    ap.add_argument("--cpu-devices", type=positive_int, default=None,
                     help="CPU devices the kit shards its runs over (default: one per core)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--cfg", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    use_cpu_cores(args.cpu_devices)  # before any JAX computation; a no-op where JAX runs
+    set_cpu_devices(args.cpu_devices)  # before any JAX computation
     SUBPROCESS_FLAGS[:] = [] if args.cpu_devices is None else ["--cpu-devices",
                                                                str(args.cpu_devices)]
     if args.one:

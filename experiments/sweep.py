@@ -48,7 +48,7 @@ def add_grid_flags(parser: argparse.ArgumentParser, defaults: Grid) -> None:
     a("--out", default=None, help="output folder (default runs/<name>-<date-time>)")
     a("--no-progress", action="store_true", help="no progress bar")
     a("--smoke", action="store_true", help="a tiny configuration that runs in seconds")
-    a("--cpu-devices", type=_positive, default=None,
+    a("--cpu-devices", type=positive_int, default=None,
       help="CPU devices to shard the runs over (default: one per core; sweep.use_cpu_cores)")
     a("--coordinator", default=None, help="HOST:PORT of process 0, for several hosts")
     a("--num-processes", type=int, default=None)
@@ -67,25 +67,32 @@ def grid_from_args(args: argparse.Namespace, datasets: list[str], smoke=None) ->
     return Grid(**values)
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
     return int(text)
 
 
-def init_devices(args: argparse.Namespace) -> None:
-    """One CPU device per core (or --cpu-devices), then jax.distributed with --coordinator.
+def set_cpu_devices(count: int | None) -> None:
+    """--cpu-devices: one CPU device per core (count None) or count; before any JAX computation.
 
-    Call before any JAX computation; inside a process where JAX already runs (tests), the
-    default leaves the devices as they are and an explicit --cpu-devices is an error.
+    Where JAX already runs (tests) the default leaves the devices as they are; an explicit
+    count that JAX cannot have is an error.
     """
     import jax
 
-    if use_cpu_cores(args.cpu_devices) is None and args.cpu_devices is not None \
-            and args.cpu_devices != jax.local_device_count():
-        raise SystemExit(f"--cpu-devices: JAX already runs with {jax.local_device_count()} "
-                         f"devices (set before XLA_FLAGS or an earlier JAX computation), cannot "
-                         f"make {args.cpu_devices}")
+    if use_cpu_cores(count) is None and count is not None and count != jax.local_device_count():
+        raise SystemExit(f"--cpu-devices: expected {count} devices to be possible, but JAX "
+                         f"already runs with {jax.local_device_count()} (fixed by XLA_FLAGS or "
+                         f"an earlier JAX computation)")
+
+
+def init_devices(args: argparse.Namespace) -> None:
+    """set_cpu_devices(--cpu-devices), then jax.distributed with --coordinator."""
+    import jax
+
+    set_cpu_devices(args.cpu_devices)
     if args.coordinator is not None:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)

@@ -24,6 +24,7 @@ from shortcut_jax.model import (
     check_params,
     check_X,
     check_x,
+    check_XT,
     check_Y,
     check_y,
     forward_columns,
@@ -90,7 +91,7 @@ def backward(params: Params, X: jax.Array, Z1T: jax.Array, A1T: jax.Array,
     """(b.2)-(b.7) in matrix form from Delta (n,) = dJ/dz2 per example; column i of Z1T, A1T
     (h, n) is example i (see model.forward_columns). XT: optionally X.T, made already."""
     W2, W = params.W2, params.W
-    XT = X.T if XT is None else XT
+    XT = X.T if XT is None else check_XT(XT, X)
     db2 = jnp.sum(Delta)                                # (b.2)  sum_i delta_i
     dW2 = (A1T @ Delta)[None, :]                        # (b.3)  sum_i delta_i a1_i^T
     dW = None if W is None else (XT @ Delta)[None, :]   # (b.4)  sum_i delta_i x_i^T

@@ -113,7 +113,7 @@ def forward_columns(params: Params, X: ArrayLike, *,
     """
     W1, b1, W2, b2, W = check_params(params)
     X = check_X(X, W1.shape[1])
-    XT = X.T if XT is None else _check_XT(XT, X)       # (d, n)
+    XT = X.T if XT is None else check_XT(XT, X)       # (d, n)
     Z1T = W1 @ XT + b1[:, None]
     A1T = jax.nn.relu(Z1T)
     Z2 = W2[0] @ A1T + b2
@@ -203,7 +203,8 @@ def check_x(x: ArrayLike, d: int) -> jax.Array:
     return x
 
 
-def _check_XT(XT: ArrayLike, X: jax.Array) -> jax.Array:
+def check_XT(XT: ArrayLike, X: jax.Array) -> jax.Array:
+    """XT must be X.T: shape (d, n) and X's dtype."""
     XT = jnp.asarray(XT)
     if XT.shape != X.shape[::-1] or XT.dtype != X.dtype:
         raise ValueError(f"XT: expected X.T, a {X.dtype}{list(X.shape[::-1])} array, got "

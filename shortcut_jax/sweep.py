@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -184,8 +185,6 @@ def use_cpu_cores(count: int | None = None) -> int | None:
     XLA_FLAGS already sets --xla_force_host_platform_device_count or JAX's backend is running.
     No effect on GPUs.
     """
-    import os
-
     if count is None:
         count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
             os.cpu_count() or 1)
@@ -215,11 +214,9 @@ class Executor:
         self.config, self.mesh, self.segment_evals = config, mesh, segment_evals
         init, run = make_stages(config)
 
-        def per_device(fn, n_runs_args):
-            def body(*args):  # per-run arguments (sharded), then shared ones (replicated)
-                per_run, shared = args[:n_runs_args], args[n_runs_args:]
-                return jax.lax.map(lambda xs: fn(*xs, *shared), per_run, batch_size=block_size)
-            return body
+        def run_device(state, lr, data, first):  # one device's runs, in blocks of block_size
+            return jax.lax.map(lambda xs: run(*xs, data, segment_evals, first), (state, lr),
+                               batch_size=block_size)
 
         runs, rep = P("runs"), P()
         # init runs once per chunk: one vmap over the chunk (no blocks: it only draws
@@ -228,10 +225,8 @@ class Executor:
         # build such as make_train's in the last bit
         self.init = jax.jit(jax.vmap(init, (0, 0, None)), out_shardings=NamedSharding(mesh, runs),
                             compiler_options={"xla_backend_optimization_level": 0})
-        self.run = jax.jit(jax.shard_map(
-            per_device(lambda state, lr, data, first: run(state, lr, data, segment_evals, first),
-                       2), mesh=mesh, in_specs=(runs, runs, rep, rep), out_specs=runs),
-            donate_argnums=0)
+        self.run = jax.jit(jax.shard_map(run_device, mesh=mesh, in_specs=(runs, runs, rep, rep),
+                                         out_specs=runs), donate_argnums=0)
 
     def segments(self) -> range:
         """First eval point of each run call: 0, k, 2k, ... covering config.num_evals points."""

@@ -169,6 +169,9 @@ def test_precomputed_XT_gives_the_same_gradient(grad):
     with pytest.raises(ValueError, match=r"XT: expected X.T, a float32\[3, 40\] array, got "
                                          r"float32\[40, 3\]"):
         grad(params, X, Y, XT=X)
+    Z1T, A1T, _, _ = sj.forward_columns(params, X)
+    with pytest.raises(ValueError, match=r"XT: expected X.T"):
+        sj.backward(params, X, Z1T, A1T, Y, XT=X)
 
 
 @pytest.mark.parametrize("z2", [1e4, -1e4, 1e3, -1e3, 50.0, -50.0])

@@ -219,6 +219,18 @@ def test_cli_shards_over_one_cpu_device_per_core_by_default(reference, tmp_path)
     assert_same_results(reference, tmp_path / "cores", rtol=DEVICE_RTOL)
 
 
+def test_cli_refuses_a_cpu_device_count_jax_cannot_have(tmp_path):
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+           "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, SWEEP, *CLI, "--cpu-devices", "3", "--out",
+                           str(tmp_path / "x")], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode != 0
+    assert "--cpu-devices: expected 3 devices to be possible, but JAX already runs with 1" \
+        in proc.stderr
+    assert not (tmp_path / "x").exists()
+
+
 USE_CPU_CORES = """
 import sys
 from shortcut_jax.sweep import use_cpu_cores
