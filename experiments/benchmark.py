@@ -9,7 +9,7 @@ over one CPU device per core (shortcut_jax.use_cpu_cores; --cpu-devices N to cha
   1. one gradient and one SGD step, manual_grad vs jax.grad, jitted, over several (n, d, h);
      compile time of a sweep shape group (init and run of shortcut_jax.sweep.Executor);
   2. configurations A, B, C (float32, full-batch SGD, all models on the same data): the kit's
-     sweep (shortcut_jax.sweep.Executor: vmapped blocks under lax.map) vs peers from
+     sweep (shortcut_jax.sweep.Executor: vmapped blocks, one call per block) vs peers from
      experiments/peers.py (NumPy, plain jit(vmap(scan)), a Python loop of jitted runs, and
      PyTorch as installed and with tuned malloc when the `bench` extra is installed), all from
      the same initial parameters, final losses checked to agree;
@@ -62,28 +62,34 @@ def step_flops(n: int, d: int, h: int, shortcut: bool = True) -> int:
 
 
 def train_kit(params: dict, X, Y, lr, T: int, block_size: int | None = BLOCK_SIZE):
-    """The kit's sweep machinery from given stacked params: Executor.run over a padded run axis."""
+    """The kit's sweep machinery from given stacked params: Executor.run block by block."""
     p, X, Y, lr_vec = peers._prep(params, X, Y, lr)
     M, h, d = p["W1"].shape
     block_size = min(block_size or auto_block_size(X.shape[0], h), M)  # M=1: no padding
     n_blocks = -(-M // block_size)  # a device per block at most (C: one model, one device)
     mesh = Mesh(np.asarray(jax.devices()[:n_blocks]), ("runs",))
-    quantum = mesh.devices.size * block_size
-    R = -(-M // quantum) * quantum
-    pad = lambda a: np.concatenate([a, np.repeat(a[-1:], R - M, 0)])  # noqa: E731
     cfg = TrainConfig(h=h, shortcut=p["W"] is not None, steps=T, eval_every=T)
-    params = sj.Params(**{k: None if v is None else jnp.asarray(pad(v)) for k, v in p.items()})
-    opt_state = jax.vmap(lambda q: cfg.make_optimizer(0.0).init(q))(params)
-    keys = jax.random.split(jax.random.key(0), R)
-    state = TrainState(params, opt_state, keys, jnp.zeros(R, jnp.int32))
-    data = Data(jnp.asarray(X), jnp.asarray(Y), jnp.asarray(X), jnp.asarray(Y))
     ex = _executor(cfg, mesh, block_size)
+    B = ex.block_runs
+    R = -(-M // B) * B
+    pad = lambda a: np.concatenate([a, np.repeat(a[-1:], R - M, 0)])  # noqa: E731
+    p = {k: None if v is None else pad(v) for k, v in p.items()}
+    lr_vec = pad(lr_vec)
+    data = Data(jnp.asarray(X), jnp.asarray(Y), jnp.asarray(X), jnp.asarray(Y))
+    keys = jax.random.split(jax.random.key(0), B)
+    init_opt = jax.vmap(lambda q: cfg.make_optimizer(0.0).init(q))
+    outs = []
     with jax.default_matmul_precision("highest"):
-        # one call: the loss at step 0, T steps, the loss at step T
-        state, metrics = ex.run(state, jnp.asarray(pad(lr_vec)), data, jnp.int32(0))
-    out = jax.device_get(state.params)
-    final = {k: None if v is None else np.asarray(v)[:M] for k, v in out._asdict().items()}
-    return final, np.asarray(metrics["train_loss"])[:M, -1]
+        for j in range(0, R, B):  # as sweep.run_chunk: one call per block, dispatched async
+            params = sj.Params(**{k: None if v is None else jnp.asarray(v[j:j + B])
+                                  for k, v in p.items()})
+            state = TrainState(params, init_opt(params), keys, jnp.zeros(B, jnp.int32))
+            # one call: the loss at step 0, T steps, the loss at step T
+            outs.append(ex.run(state, jnp.asarray(lr_vec[j:j + B]), data, jnp.int32(0)))
+    outs = jax.device_get([(s.params, m["train_loss"][:, -1]) for s, m in outs])
+    final = {k: None if getattr(outs[0][0], k) is None else
+             np.concatenate([getattr(o[0], k) for o in outs])[:M] for k in p}
+    return final, np.concatenate([o[1] for o in outs])[:M]
 
 
 _EXECUTORS: dict = {}
@@ -209,24 +215,33 @@ def _time_interleaved(fns: dict, args, reps: int, inner: int = 10) -> tuple[dict
 
 def compile_times(widths=(4, 16, 64), quick: bool = False) -> list[dict]:
     """Seconds to trace and compile one sweep shape group (Executor.init and .run, with the
-    per-eval metrics and diagnostics), each width and variant a fresh group."""
-    from shortcut_jax.sweep import Grid, chunk_size_for, default_loader, make_mesh, segment_evals
+    per-eval metrics and diagnostics), each width and variant a fresh group; and the sweep's
+    one draw of every run's random numbers (sweep.draw_runs, compiled once per sweep)."""
+    from shortcut_jax.sweep import Grid, default_loader, draw_runs, make_mesh, segment_evals
+    from shortcut_jax.train import Draws
 
     grid = Grid(datasets=("moons",), widths=widths, seeds=8 if quick else 32,
                 steps=20 if quick else 2000, eval_every=10 if quick else 50)
     data = default_loader(grid)("moons", 0)
     mesh = make_mesh()
-    rows = []
+    t0 = time.perf_counter()
+    draws = draw_runs(range(grid.seeds), grid.d, max(widths))
+    rows = [{"group": "draw_runs (once per sweep)", "h": max(widths), "runs": grid.seeds,
+             "init_s": time.perf_counter() - t0, "run_s": 0.0}]
+    rows[0]["total_s"] = rows[0]["init_s"]
+    print(f"  compile {rows[0]['group']}: {rows[0]['total_s']:.2f} s", flush=True)
     for group in grid.groups():
         cfg = group.config
-        R = chunk_size_for(grid, cfg, len(grid.runs()), mesh.devices.size)
         ex = Executor(cfg, mesh, grid.block(cfg.h), segment_evals(cfg.num_evals))
-        keys, lrs = jax.random.split(jax.random.key(0), R), jnp.full(R, 0.5)
+        R = ex.block_runs
+        idx = np.arange(R) % grid.seeds
+        block = Draws(jnp.asarray(draws.z[idx]), jax.random.wrap_key_data(draws.batch_key[idx]))
+        lrs = jnp.full(R, 0.5)
         with jax.default_matmul_precision("highest"):
             t0 = time.perf_counter()
-            init = ex.init.lower(keys, lrs, data).compile()
+            init = ex.init.lower(block, lrs, data).compile()
             t1 = time.perf_counter()
-            state = init(keys, lrs, data)
+            state = init(block, lrs, data)
             t2 = time.perf_counter()
             ex.run.lower(state, lrs, data, jnp.int32(0)).compile()
             t3 = time.perf_counter()

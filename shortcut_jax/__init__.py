@@ -14,16 +14,28 @@ from shortcut_jax.model import (
     forward_example,
     init_params,
     loss,
+    num_normals,
     num_params,
+    params_from_normals,
     predict,
 )
 from shortcut_jax.sweep import Grid, run_sweep, use_cpu_cores
-from shortcut_jax.train import Data, TrainConfig, evaluate, fit, make_stages, make_train
+from shortcut_jax.train import (
+    Data,
+    Draws,
+    TrainConfig,
+    draw,
+    evaluate,
+    fit,
+    make_stages,
+    make_train,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Data",
+    "Draws",
     "Grid",
     "Params",
     "TrainConfig",
@@ -32,6 +44,7 @@ __all__ = [
     "count_params",
     "data",
     "diagnostics",
+    "draw",
     "evaluate",
     "example_bce_loss",
     "example_loss",
@@ -47,7 +60,9 @@ __all__ = [
     "manual_example_grad",
     "manual_grad",
     "manual_grad_bce",
+    "num_normals",
     "num_params",
+    "params_from_normals",
     "predict",
     "results",
     "run_sweep",

@@ -16,26 +16,39 @@ SATURATED = 1e-3  # an example is saturated when y_hat (1 - y_hat) < SATURATED
 
 
 # Each diagnostic reads the training forward pass in columns (model.forward_columns), the
-# same ops as the gradient's, so that XLA computes that pass once per eval point.
+# same ops as the gradient's, so that XLA computes that pass once per eval point; `at_eval`
+# traces it once and hands it to each (the `_from` functions).
 
 
 def dead_fraction(params: Params, X: jax.Array) -> jax.Array:
     """Fraction of hidden units with z1 <= 0 on every row of X (n, d)."""
-    Z1T = forward_columns(params, X)[0]
-    return jnp.mean(jnp.all(Z1T <= 0, axis=1).astype(X.dtype))
+    return _dead_from(forward_columns(params, X))
 
 
 def saturated_fraction(params: Params, X: jax.Array) -> jax.Array:
     """Fraction of rows of X whose sigmoid is saturated, y_hat (1 - y_hat) < SATURATED."""
-    Y_hat = forward_columns(params, X)[3]
-    return jnp.mean((Y_hat * (1 - Y_hat) < SATURATED).astype(X.dtype))
+    return _saturated_from(forward_columns(params, X))
 
 
 def shortcut_share(params: Params, X: jax.Array) -> jax.Array:
     """Mean over rows of |W x| / (|W x| + |W2 a1|): 0 for the plain net and for W = 0."""
+    return _share_from(params, X, forward_columns(params, X))
+
+
+def _dead_from(fwd) -> jax.Array:
+    Z1T = fwd[0]
+    return jnp.mean(jnp.all(Z1T <= 0, axis=1).astype(Z1T.dtype))
+
+
+def _saturated_from(fwd) -> jax.Array:
+    Y_hat = fwd[3]
+    return jnp.mean((Y_hat * (1 - Y_hat) < SATURATED).astype(Y_hat.dtype))
+
+
+def _share_from(params: Params, X: jax.Array, fwd) -> jax.Array:
     if params.W is None:
         return jnp.zeros((), X.dtype)
-    A1T = forward_columns(params, X)[1]
+    A1T = fwd[1]
     skip, hidden = jnp.abs(params.W[0] @ X.T), jnp.abs(params.W2[0] @ A1T)
     total = skip + hidden
     return jnp.mean(jnp.where(total > 0, skip / jnp.where(total > 0, total, 1), 0))
@@ -58,12 +71,14 @@ def grad_norms(g: Params) -> dict[str, jax.Array]:
             for k, v in g._asdict().items() if v is not None}
 
 
-def at_eval(params: Params, g: Params, X: jax.Array) -> dict[str, jax.Array]:
-    """All per-eval diagnostics of one run: X the training inputs, g the gradient there."""
+def at_eval(params: Params, g: Params, X: jax.Array, fwd=None) -> dict[str, jax.Array]:
+    """All per-eval diagnostics of one run: X the training inputs, g the gradient there, fwd
+    forward_columns(params, X) if already computed."""
+    fwd = forward_columns(params, X) if fwd is None else fwd
     return {
-        "dead_frac": dead_fraction(params, X),
-        "saturated_frac": saturated_fraction(params, X),
-        "shortcut_share": shortcut_share(params, X),
+        "dead_frac": _dead_from(fwd),
+        "saturated_frac": _saturated_from(fwd),
+        "shortcut_share": _share_from(params, X, fwd),
         "max_overlap": max_overlap(params),
         **grad_norms(g),
     }

@@ -41,15 +41,38 @@ def init_params(
     W is zeros by default (`shortcut_init="zeros"`), so plain and shortcut start as the same
     function; `shortcut_init="lecun"` gives W ~ N(0, 1/d). W1, b1, W2, b2 are the same for
     `shortcut=False` and `shortcut=True` given the same key. All draws come from one call of
-    `jax.random.normal` (hd + h + d numbers): each call compiles its own sampler (~0.2 s on CPU).
+    `jax.random.normal` (num_normals(d, h) numbers): each call compiles its own sampler.
     """
     _check_size("d", d)
     _check_size("h", h)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"dtype: expected a floating dtype, got {jnp.dtype(dtype)}")
+    z = jax.random.normal(key, (num_normals(d, h),), dtype)
+    return params_from_normals(z, d, h, shortcut=shortcut, shortcut_init=shortcut_init)
+
+
+def num_normals(d: int, h: int) -> int:
+    """Standard normals init_params draws: hd for W1, h for W2, d for W."""
+    return h * d + h + d
+
+
+def params_from_normals(z: jax.Array, d: int, h: int, *, shortcut: bool = True,
+                        shortcut_init: str = "zeros") -> Params:
+    """init_params from its draws z (num_normals(d, h) or more; the rest are not read).
+
+    jax.random.normal(key, (m,)) is the first m numbers of a longer draw with the same key
+    (threefry counts positions), so one draw at the widest width serves every width.
+    """
+    _check_size("d", d)
+    _check_size("h", h)
     if shortcut_init not in ("zeros", "lecun"):
         raise ValueError(f"shortcut_init: expected 'zeros' or 'lecun', got {shortcut_init!r}")
-    z = jax.random.normal(key, (h * d + h + d,), dtype)
+    z = jnp.asarray(z)
+    if z.ndim != 1 or z.shape[0] < num_normals(d, h) or not jnp.issubdtype(z.dtype,
+                                                                            jnp.floating):
+        raise ValueError(f"z: expected a floating 1-D array of at least {num_normals(d, h)} "
+                         f"normals for d={d}, h={h}, got {z.dtype}{list(z.shape)}")
+    dtype = z.dtype
     W1 = z[:h * d].reshape(h, d) * jnp.sqrt(2.0 / d).astype(dtype)
     W2 = z[h * d:h * d + h].reshape(1, h) * jnp.sqrt(1.0 / h).astype(dtype)
     b1 = jnp.zeros((h,), dtype)
@@ -59,7 +82,7 @@ def init_params(
         if shortcut_init == "zeros":
             W = jnp.zeros((1, d), dtype)
         else:
-            W = z[h * d + h:].reshape(1, d) * jnp.sqrt(1.0 / d).astype(dtype)
+            W = z[h * d + h:h * d + h + d].reshape(1, d) * jnp.sqrt(1.0 / d).astype(dtype)
     return Params(W1=W1, b1=b1, W2=W2, b2=b2, W=W)
 
 
@@ -131,7 +154,12 @@ def example_loss(params: Params, x: ArrayLike, y: ArrayLike) -> jax.Array:
 
 def loss(params: Params, X: ArrayLike, Y: ArrayLike) -> jax.Array:
     """J = 1/n sum_i 1/2 (y_hat_i - y_i)^2 for X (n, d), Y (n,) -> scalar."""
-    Y_hat = predict(params, X)
+    return loss_from_forward(forward_columns(params, X), Y)
+
+
+def loss_from_forward(fwd: tuple[jax.Array, ...], Y: ArrayLike) -> jax.Array:
+    """J from fwd = forward_columns(params, X) and Y (n,), for a forward pass read twice."""
+    Y_hat = fwd[3]
     Y = check_Y(Y, Y_hat.shape[0], Y_hat.dtype)
     return jnp.mean(0.5 * (Y_hat - Y) ** 2)
 
@@ -145,7 +173,12 @@ def example_bce_loss(params: Params, x: ArrayLike, y: ArrayLike) -> jax.Array:
 
 def bce_loss(params: Params, X: ArrayLike, Y: ArrayLike) -> jax.Array:
     """Mean binary cross-entropy over X (n, d), Y (n,), from the logits z2 (no log of 0)."""
-    Z2 = forward_batch(params, X)[2]
+    return bce_loss_from_forward(forward_columns(params, X), Y)
+
+
+def bce_loss_from_forward(fwd: tuple[jax.Array, ...], Y: ArrayLike) -> jax.Array:
+    """bce_loss from fwd = forward_columns(params, X) and Y (n,)."""
+    Z2 = fwd[2]
     Y = check_Y(Y, Z2.shape[0], Z2.dtype)
     return jnp.mean(jax.nn.softplus(Z2) - Y * Z2)
 

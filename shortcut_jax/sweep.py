@@ -4,9 +4,11 @@
          -> chunks of runs (one compiled call per segment, sharded over the "runs" mesh axis)
          -> results.RunFolder (atomic chunk files, resume, tidy CSV)
 
-Inside a device, runs go through `lax.map(..., batch_size=block_size)`: blocks of runs are
-vmapped, blocks are scanned, so activations stay cache-sized and every block computes the same
-program whatever the device count -- results do not depend on how many devices there are.
+Runs go through the devices in blocks: one compiled call trains `block_size` runs on each
+device (vmapped), and the host loops over a chunk's blocks, so activations stay cache-sized and
+every block computes the same program whatever the device count -- results do not depend on how
+many devices there are. (The loop over blocks is the host's, not a `lax.map` inside the program:
+a program with no loop over blocks compiles ~0.3 s faster, experiments/BENCHMARKS.md.)
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from shortcut_jax.train import (
     LOSSES,
     OPTIMIZERS,
     Data,
+    Draws,
     TrainConfig,
+    draw,
     make_stages,
     validate_data,
 )
@@ -204,25 +208,24 @@ def make_mesh() -> Mesh:
 
 
 class Executor:
-    """Compiled init / run-segment of one TrainConfig over a sharded run axis.
+    """Compiled init / run-segment of one TrainConfig for one block of runs on each device.
 
-    init(keys, lrs, data) -> state; run(state, lrs, data, first) -> (state, metrics (R, k)):
-    eval points first .. first + k - 1 with k = segment_evals (train.make_stages).
+    init(draws, lrs, data) -> state; run(state, lrs, data, first) -> (state, metrics (R, k))
+    with R = block_runs = block_size x devices: eval points first .. first + k - 1,
+    k = segment_evals (train.make_stages). `run_chunk` calls them block by block.
     """
 
     def __init__(self, config: TrainConfig, mesh: Mesh, block_size: int, segment_evals: int):
         self.config, self.mesh, self.segment_evals = config, mesh, segment_evals
+        self.block_runs = block_size * mesh.devices.size
         init, run = make_stages(config)
 
-        def run_device(state, lr, data, first):  # one device's runs, in blocks of block_size
-            return jax.lax.map(lambda xs: run(*xs, data, segment_evals, first), (state, lr),
-                               batch_size=block_size)
+        def run_device(state, lr, data, first):  # one device's block of runs, vmapped
+            return jax.vmap(lambda s, lr: run(s, lr, data, segment_evals, first))(state, lr)
 
         runs, rep = P("runs"), P()
-        # init runs once per chunk: one vmap over the chunk (no blocks: it only draws
-        # parameters), compiled without LLVM optimization -- ~0.2 s to compile instead of ~0.5 for
-        # the blocked and optimized program; its normal draws may differ from an optimized
-        # build such as make_train's in the last bit
+        # init (no random draws: those come from draw_runs) runs once per block, so it is
+        # compiled without LLVM optimization
         self.init = jax.jit(jax.vmap(init, (0, 0, None)), out_shardings=NamedSharding(mesh, runs),
                             compiler_options={"xla_backend_optimization_level": 0})
         self.run = jax.jit(jax.shard_map(run_device, mesh=mesh, in_specs=(runs, runs, rep, rep),
@@ -246,30 +249,52 @@ def _to_host(tree):
     return multihost_utils.process_allgather(tree, tiled=True)
 
 
-def run_chunk(executor: Executor, data: Data, lrs: np.ndarray, seeds: np.ndarray,
-              on_segment: Callable[[int], None] | None = None):
-    """Train len(lrs) runs (already padded to the mesh) -> (final params, metrics (R, E))."""
-    mesh, config = executor.mesh, executor.config
+def draw_runs(seeds: Sequence[int], d: int, h: int, dtype=jnp.float32) -> Draws:
+    """train.draw for the run keys jax.random.key(seed), as NumPy: z (S, num_normals(d, h)),
+    batch_key as key data (S, 2). One compiled call for all of a sweep's seeds at its widest
+    width (every narrower width reads a prefix of z), so no shape group compiles a sampler."""
     keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
-    key_data = np.asarray(jax.random.key_data(keys))
-    keys_g = jax.random.wrap_key_data(_global(mesh, key_data, P("runs")))
-    lrs_g = _global(mesh, np.asarray(lrs, np.float32), P("runs"))
+    out = jax.jit(jax.vmap(draw, (0, None, None, None)), static_argnums=(1, 2, 3))(
+        keys, d, h, jnp.dtype(dtype))
+    return Draws(np.asarray(out.z), np.asarray(jax.random.key_data(out.batch_key)))
+
+
+def run_chunk(executor: Executor, data: Data, lrs: np.ndarray, draws: Draws,
+              on_segment: Callable[[int], None] | None = None):
+    """Train len(lrs) runs (a whole number of blocks) from their draws (rows of draw_runs)
+    -> (final params, metrics (R, E)).
+
+    Each segment calls executor.run once per block (runs [j B, (j + 1) B), B = block_runs);
+    the calls are dispatched asynchronously, so the devices do not wait for the host.
+    """
+    mesh, config, B = executor.mesh, executor.config, executor.block_runs
+    if len(lrs) % B:
+        raise ValueError(f"lrs: expected a multiple of the executor's {B} runs per block, got "
+                         f"{len(lrs)} runs")
+    lrs = np.asarray(lrs, np.float32)
     data_g = Data(*(_global(mesh, np.asarray(a), P()) for a in data))
     with jax.default_matmul_precision(MATMUL_PRECISION):
-        state = executor.init(keys_g, lrs_g, data_g)
-        parts = []
+        blocks = []  # [state, lrs, metrics of each segment] per block
+        for j in range(0, len(lrs), B):
+            draws_g = Draws(_global(mesh, draws.z[j:j + B], P("runs")), jax.random.wrap_key_data(
+                _global(mesh, draws.batch_key[j:j + B], P("runs"))))
+            lrs_g = _global(mesh, lrs[j:j + B], P("runs"))
+            blocks.append([executor.init(draws_g, lrs_g, data_g), lrs_g, []])
         for start in executor.segments():
             first = _global(mesh, np.asarray(start, np.int32), P())
-            state, metrics = executor.run(state, lrs_g, data_g, first)
-            parts.append(metrics)
+            for block in blocks:
+                block[0], metrics = executor.run(block[0], block[1], data_g, first)
+                block[2].append(metrics)
             if on_segment is not None:
                 jax.block_until_ready(metrics)
                 trained = min(start + executor.segment_evals, config.num_evals - 1) - start
                 on_segment(max(trained, 0) * config.eval_every)
-    metrics = _to_host(parts)
-    metrics = {k: np.concatenate([p[k] for p in metrics], axis=1)[:, :config.num_evals]
-               for k in metrics[0]}
-    return _to_host(state.params), metrics
+    params, parts = _to_host(([b[0].params for b in blocks], [b[2] for b in blocks]))
+    metrics = {k: np.concatenate([np.concatenate([p[k] for p in segs], axis=1)
+                                  for segs in parts])[:, :config.num_evals]
+               for k in parts[0][0]}
+    params = jax.tree.map(lambda *leaves: np.concatenate(leaves), *params)
+    return params, metrics
 
 
 def segment_evals(num_evals: int, target_segments: int = 20) -> int:
@@ -290,9 +315,8 @@ def estimate_bytes_per_run(config: TrainConfig, n_train: int, n_test: int, d: in
 
 
 def chunk_size_for(grid: Grid, config: TrainConfig, n_runs: int, n_devices: int) -> int:
-    """Runs per compiled call: the grid's chunk_size, else what fits memory_budget per device.
-
-    The block's activations (block_size x (n_train + n_test) x h x ~8 floats) come off first.
+    """Runs per chunk (whole blocks): the grid's chunk_size, else what fits memory_budget per
+    device. The block's activations (block x (n_train + n_test) x h x ~8 floats) come off first.
     """
     block = grid.block(config.h)
     quantum = n_devices * block
@@ -340,6 +364,9 @@ def run_sweep(grid: Grid, out_dir: str, *, load: Callable[[str, int], Data] | No
     config = {"grid": grid.to_dict(), **(extra_config or {})}
     folder.prepare(config, results_lib.provenance(MATMUL_PRECISION))
 
+    draws = {}  # one draw for every seed at the widest width, per input dimension and dtype
+    for d, dtype in sorted({(x.shape[1], x.dtype.name) for x, *_ in datasets.values()}):
+        draws[(d, dtype)] = draw_runs(range(grid.seeds), d, max(grid.widths), dtype)
     chunks = list(iter_chunks(grid, n_devices))
     todo = [c for c in chunks if not folder.has_chunk(c[0].name, c[1])]
     executors: dict[TrainConfig, Executor] = {}
@@ -361,7 +388,9 @@ def run_sweep(grid: Grid, out_dir: str, *, load: Callable[[str, int], Data] | No
             bar.set_postfix_str(f"{label}, {rate:.1f} runs/s")
 
         data = datasets[(group.dataset, group.data_seed)]
-        params, metrics = run_chunk(executors[group.config], data, lrs, seeds, on_segment)
+        rows = draws[(data.X_train.shape[1], data.X_train.dtype.name)]
+        params, metrics = run_chunk(executors[group.config], data, lrs,
+                                    Draws(rows.z[seeds], rows.batch_key[seeds]), on_segment)
         folder.save_chunk(group.name, c, group.columns(grid.batch_size),
                           np.array([r[0] for r in runs]), seeds[:n_real], group.config.eval_every,
                           {k: v[:n_real] for k, v in metrics.items()},

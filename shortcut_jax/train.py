@@ -18,11 +18,21 @@ import optax
 
 from shortcut_jax import diagnostics
 from shortcut_jax.grads import manual_grad, manual_grad_bce
-from shortcut_jax.model import Params, bce_loss, init_params, loss, predict
+from shortcut_jax.model import (
+    Params,
+    bce_loss,
+    bce_loss_from_forward,
+    forward_columns,
+    loss,
+    loss_from_forward,
+    num_normals,
+    params_from_normals,
+    predict,
+)
 
-LOSSES: dict[str, tuple[Callable, Callable]] = {
-    "mse": (loss, manual_grad),  # the problem's J = 1/n sum 1/2 (y_hat - y)^2
-    "bce": (bce_loss, manual_grad_bce),  # binary cross-entropy on the same sigmoid output
+LOSSES: dict[str, tuple[Callable, Callable, Callable]] = {  # (J, dJ/dtheta, J from a forward)
+    "mse": (loss, manual_grad, loss_from_forward),  # the problem's J = 1/n sum 1/2 (y_hat - y)^2
+    "bce": (bce_loss, manual_grad_bce, bce_loss_from_forward),  # cross-entropy, same sigmoid
 }
 
 OPTIMIZERS: dict[str, Callable[[Any], optax.GradientTransformation]] = {
@@ -93,6 +103,22 @@ class TrainConfig:
         return make(lr)
 
 
+class Draws(NamedTuple):
+    """A run's random numbers: z, the standard normals of init_params, and its minibatch key."""
+
+    z: jax.Array  # (num_normals(d, h),) or more: a prefix serves narrower widths
+    batch_key: jax.Array
+
+
+def draw(key: jax.Array, d: int, h: int, dtype=jnp.float32) -> Draws:
+    """k_init, k_batch = split(key); z = normal(k_init, (num_normals(d, h),)).
+
+    A sweep draws once for its widest width; every narrower width reads a prefix of z.
+    """
+    k_init, k_batch = jax.random.split(key)
+    return Draws(jax.random.normal(k_init, (num_normals(d, h),), dtype), k_batch)
+
+
 class TrainState(NamedTuple):
     params: Params
     opt_state: Any
@@ -145,32 +171,41 @@ def validate_data(data: Any) -> None:
 
 def accuracy(params: Params, X: jax.Array, Y: jax.Array) -> jax.Array:
     """Fraction of examples with 1{y_hat > 1/2} == y."""
-    return jnp.mean(((predict(params, X) > 0.5) == (Y > 0.5)).astype(X.dtype))
+    return _accuracy_from(predict(params, X), Y)
+
+
+def _accuracy_from(Y_hat: jax.Array, Y: jax.Array) -> jax.Array:
+    return jnp.mean(((Y_hat > 0.5) == (Y > 0.5)).astype(Y_hat.dtype))
 
 
 def make_grad_fn(config: TrainConfig) -> Callable[[Params, jax.Array, jax.Array], Params]:
-    objective, manual = LOSSES[config.loss_fn]
+    objective, manual, _ = LOSSES[config.loss_fn]
     return manual if config.grad == "manual" else jax.grad(objective)
 
 
 def evaluate(config: TrainConfig, params: Params, data: Data) -> dict[str, jax.Array]:
-    """Scalar metrics of one run at one eval point (full training set, test set, diagnostics)."""
-    objective = LOSSES[config.loss_fn][0]
+    """Scalar metrics of one run at one eval point (full training set, test set, diagnostics).
+
+    Each split's forward pass is traced once and read by every metric of that split.
+    """
+    loss_from = LOSSES[config.loss_fn][2]
     g = make_grad_fn(config)(params, data.X_train, data.Y_train)
+    train = forward_columns(params, data.X_train)
+    test = forward_columns(params, data.X_test)
     out = {
-        "train_loss": objective(params, data.X_train, data.Y_train),
-        "train_acc": accuracy(params, data.X_train, data.Y_train),
-        "test_loss": objective(params, data.X_test, data.Y_test),
-        "test_acc": accuracy(params, data.X_test, data.Y_test),
+        "train_loss": loss_from(train, data.Y_train),
+        "train_acc": _accuracy_from(train[3], data.Y_train),
+        "test_loss": loss_from(test, data.Y_test),
+        "test_acc": _accuracy_from(test[3], data.Y_test),
         "grad_norm": optax.tree.norm(g),
     }
-    out.update(diagnostics.at_eval(params, g, data.X_train))
+    out.update(diagnostics.at_eval(params, g, data.X_train, train))
     return out
 
 
 def make_stages(config: TrainConfig):
-    """(init, run): init(key, lr, data) -> state; run(state, lr, data, k, first=0) -> (state,
-    metrics (k,)).
+    """(init, run): init(draws, lr, data) -> state; run(state, lr, data, k, first=0) -> (state,
+    metrics (k,)). draws = draw(key, d, config.h) or a wider draw (see `draw`).
 
     `run` repeats k times: record the metrics of eval point `first + i` (step
     (first + i) * eval_every), then train eval_every steps -- except after the last eval point
@@ -181,13 +216,12 @@ def make_stages(config: TrainConfig):
     grad_fn = make_grad_fn(config)
     full_batch_manual = config.batch_size is None and config.grad == "manual"
 
-    def init(key: jax.Array, lr: jax.Array, data: Data) -> TrainState:
+    def init(draws: Draws, lr: jax.Array, data: Data) -> TrainState:
         data = check_data(data, config.batch_size)
-        k_init, k_batch = jax.random.split(key)
-        params = init_params(k_init, data.X_train.shape[1], config.h, shortcut=config.shortcut,
-                             dtype=data.X_train.dtype, shortcut_init=config.shortcut_init)
+        params = params_from_normals(draws.z, data.X_train.shape[1], config.h,
+                                     shortcut=config.shortcut, shortcut_init=config.shortcut_init)
         opt_state = config.make_optimizer(lr).init(params)
-        return TrainState(params, opt_state, k_batch, jnp.zeros((), jnp.int32))
+        return TrainState(params, opt_state, draws.batch_key, jnp.zeros((), jnp.int32))
 
     def batch(state: TrainState, data: Data) -> tuple[jax.Array, jax.Array]:
         if config.batch_size is None:
@@ -232,7 +266,8 @@ def make_train(config: TrainConfig):
 
     def train(key: jax.Array, lr: jax.Array, data: Data):
         data = check_data(data, config.batch_size)
-        state, metrics = run(init(key, lr, data), lr, data, config.num_evals)
+        draws = draw(key, data.X_train.shape[1], config.h, data.X_train.dtype)
+        state, metrics = run(init(draws, lr, data), lr, data, config.num_evals)
         return state.params, metrics
 
     return train

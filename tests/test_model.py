@@ -40,6 +40,28 @@ def test_init_is_paired_between_plain_and_shortcut():
     assert float(jnp.abs(drawn.W).sum()) > 0
 
 
+@pytest.mark.parametrize("h", [1, 4, 16, 63])
+def test_params_from_a_wider_draw_equal_init_params(h):
+    """The sweep draws once at its widest width: a prefix of that draw is init_params' draw,
+    bitwise, eagerly and under jit."""
+    key, d = jax.random.key(7), 3
+    wide = jax.random.normal(key, (sj.num_normals(d, 64),))
+    for shortcut_init in ("zeros", "lecun"):
+        want = sj.init_params(key, d, h, shortcut_init=shortcut_init)
+        got = sj.params_from_normals(wide, d, h, shortcut_init=shortcut_init)
+        jitted = jax.jit(lambda z, si=shortcut_init: sj.params_from_normals(
+            z, d, h, shortcut_init=si))(wide)
+        for w, g, j in zip(want, got, jitted):
+            np.testing.assert_array_equal(g, w)
+            np.testing.assert_array_equal(j, w)
+
+
+def test_params_from_normals_refuses_too_few_draws():
+    with pytest.raises(ValueError, match=r"z: expected a floating 1-D array of at least 14 "
+                                         r"normals for d=2, h=4, got float32\[13\]"):
+        sj.params_from_normals(jnp.zeros(13), 2, 4)
+
+
 def test_init_scale_is_he_and_lecun():
     """Sample std of W1 ~ sqrt(2/d) and of W2 ~ sqrt(1/h) (loose: a statistical check)."""
     p = sj.init_params(jax.random.key(3), d=50, h=400)
