@@ -1,7 +1,9 @@
 """Sweeps: a grid of runs, grouped by shape, vmapped over (lr, seed), sharded over devices.
 
-    grid -> groups (dataset, data_seed, variant, width, optimizer, loss_fn: one program each)
-         -> chunks of runs (one compiled call per segment, sharded over the "runs" mesh axis)
+    grid -> draw_runs (every seed's random numbers, one compiled call per sweep)
+         -> groups (dataset, data_seed, variant, width, optimizer, loss_fn: one program each)
+         -> chunks of runs -> blocks (one compiled call per block and segment, sharded over
+            the "runs" mesh axis)
          -> results.RunFolder (atomic chunk files, resume, tidy CSV)
 
 Runs go through the devices in blocks: one compiled call trains `block_size` runs on each
