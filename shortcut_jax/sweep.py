@@ -151,15 +151,20 @@ class Group:
                 "batch_size": "full" if batch_size is None else batch_size}
 
 
-def auto_block_size(n: int, h: int, cache_bytes: int = 1 << 20) -> int:
-    """The power of two (1..64) of runs whose (n, h) float32 activations fill ~cache_bytes.
+def auto_block_size(n: int, h: int, platform: str | None = None) -> int:
+    """Runs vmapped in one call per device, from the (n, h) float32 activations of a run.
 
+    CPU: the power of two (1..64) of runs whose activations fill ~1 MiB, a core's cache.
     Measured on a 2-core CPU (experiments/BENCHMARKS.md): n=1000, h=16 is fastest at 16;
     n=4096, h=128 at 1 -- one run's activations already exceed the cache, and a vmapped block
-    only turns its matmuls into slower batched ones.
+    only turns its matmuls into slower batched ones. Other platforms (GPU, TPU) want the device
+    filled instead: up to 4096 runs whose activations fit 32 MiB (a guess, not measured: no GPU
+    was lent to this project's benchmarks). platform: jax.default_backend() by default.
     """
-    fit = cache_bytes // (4 * n * h)
-    return int(min(64, 2 ** int(math.log2(fit)))) if fit >= 1 else 1
+    platform = platform or jax.default_backend()
+    budget, cap = (1 << 20, 64) if platform == "cpu" else (1 << 25, 4096)
+    fit = budget // (4 * n * h)
+    return int(min(cap, 2 ** int(math.log2(fit)))) if fit >= 1 else 1
 
 
 def _positive_int(name: str, value) -> None:

@@ -316,6 +316,10 @@ def test_auto_block_size_fills_about_a_megabyte():
     assert auto_block_size(1000, 16) == 16  # 16 runs x 1000 x 16 x 4 B = 1.0 MB
     assert auto_block_size(4096, 128) == 1  # one run is 2 MB already
     assert auto_block_size(10, 1) == 64  # capped
+    assert auto_block_size(1000, 16, platform="cpu") == 16
+    assert auto_block_size(1000, 16, platform="gpu") == 512  # fill the device, 32 MiB
+    assert auto_block_size(4096, 128, platform="gpu") == 16
+    assert auto_block_size(10, 1, platform="tpu") == 4096  # capped
     grid = sj.Grid(**{**SMALL, "block_size": None})
     assert grid.block(4) == 64 and sj.Grid(**SMALL).block(4) == 2
     with pytest.raises(ValueError, match="block_size: expected an integer >= 1, got 0"):
