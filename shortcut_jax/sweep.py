@@ -278,6 +278,9 @@ def run_chunk(executor: Executor, data: Data, lrs: np.ndarray, draws: Draws,
     if len(lrs) % B:
         raise ValueError(f"lrs: expected a multiple of the executor's {B} runs per block, got "
                          f"{len(lrs)} runs")
+    if len(draws.z) != len(lrs) or len(draws.batch_key) != len(lrs):
+        raise ValueError(f"draws: expected one row per run ({len(lrs)}), got "
+                         f"{len(draws.z)} z rows and {len(draws.batch_key)} batch keys")
     lrs = np.asarray(lrs, np.float32)
     data_g = Data(*(_global(mesh, np.asarray(a), P()) for a in data))
     with jax.default_matmul_precision(MATMUL_PRECISION):

@@ -310,6 +310,20 @@ def test_cli_help_lists_every_flag():
         assert flag in out
 
 
+def test_run_chunk_refuses_partial_blocks_and_missing_draws():
+    cfg = sj.TrainConfig(h=4, steps=20, eval_every=10)
+    ex = sweep_lib.Executor(cfg, sweep_lib.make_mesh(), 2, 3)
+    data = Data(*sj.data.get_dataset("xor", jax.random.key(0), n_train=64, n_test=64))
+    B = ex.block_runs
+    draws = sweep_lib.draw_runs(range(B + 1), 2, 4)
+    with pytest.raises(ValueError, match=rf"lrs: expected a multiple of the executor's {B} "
+                                         rf"runs per block, got {B + 1} runs"):
+        sweep_lib.run_chunk(ex, data, np.full(B + 1, 0.5), draws)
+    with pytest.raises(ValueError, match=rf"draws: expected one row per run \({B}\), got "
+                                         rf"{B + 1} z rows"):
+        sweep_lib.run_chunk(ex, data, np.full(B, 0.5), draws)
+
+
 def test_auto_block_size_fills_about_a_megabyte():
     from shortcut_jax.sweep import auto_block_size
 
