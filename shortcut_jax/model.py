@@ -53,6 +53,8 @@ def init_params(
 
 def num_normals(d: int, h: int) -> int:
     """Standard normals init_params draws: hd for W1, h for W2, d for W."""
+    _check_size("d", d)
+    _check_size("h", h)
     return h * d + h + d
 
 

@@ -217,6 +217,9 @@ def make_stages(config: TrainConfig):
     full_batch_manual = config.batch_size is None and config.grad == "manual"
 
     def init(draws: Draws, lr: jax.Array, data: Data) -> TrainState:
+        if not isinstance(draws, Draws):
+            raise TypeError(f"draws: expected a train.Draws, e.g. draw(key, d, h), got "
+                            f"{type(draws).__name__}")
         data = check_data(data, config.batch_size)
         params = params_from_normals(draws.z, data.X_train.shape[1], config.h,
                                      shortcut=config.shortcut, shortcut_init=config.shortcut_init)
