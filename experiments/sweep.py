@@ -42,7 +42,7 @@ def add_grid_flags(parser: argparse.ArgumentParser, defaults: Grid) -> None:
     a("--n-test", type=int, default=defaults.n_test, help="test examples (synthetic)")
     a("--dim", type=int, default=defaults.d, help="input dimension d (synthetic)")
     a("--noise", type=float, default=None, help="label noise of synthetic tasks (task default)")
-    a("--chunk-size", type=int, default=None, help="runs per compiled call (default: memory)")
+    a("--chunk-size", type=int, default=None, help="runs per results file (default: memory)")
     a("--block-size", type=int, default=defaults.block_size,
       help="runs vmapped together (default: from n and h, see sweep.auto_block_size)")
     a("--out", default=None, help="output folder (default runs/<name>-<date-time>)")

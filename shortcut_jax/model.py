@@ -62,13 +62,16 @@ def params_from_normals(z: jax.Array, d: int, h: int, *, shortcut: bool = True,
                         shortcut_init: str = "zeros") -> Params:
     """init_params from its draws z (num_normals(d, h) or more; the rest are not read).
 
-    jax.random.normal(key, (m,)) is the first m numbers of a longer draw with the same key
-    (threefry counts positions), so one draw at the widest width serves every width.
+    With partitionable threefry (JAX's default, jax_threefry_partitionable), the numbers of
+    jax.random.normal(key, (m,)) are the first m of a longer draw with the same key, so one
+    draw at the widest width serves every width (the sweep relies on it only with that flag).
     """
     _check_size("d", d)
     _check_size("h", h)
     if shortcut_init not in ("zeros", "lecun"):
         raise ValueError(f"shortcut_init: expected 'zeros' or 'lecun', got {shortcut_init!r}")
+    if not hasattr(z, "shape"):
+        raise TypeError(f"z: expected an array of standard normals, got {type(z).__name__}")
     z = jnp.asarray(z)
     if z.ndim != 1 or z.shape[0] < num_normals(d, h) or not jnp.issubdtype(z.dtype,
                                                                             jnp.floating):

@@ -1,6 +1,6 @@
 """Sweeps: a grid of runs, grouped by shape, vmapped over (lr, seed), sharded over devices.
 
-    grid -> draw_runs (every seed's random numbers, one compiled call per sweep)
+    grid -> draw_runs (every seed's random numbers at the widest width, one call per sweep)
          -> groups (dataset, data_seed, variant, width, optimizer, loss_fn: one program each)
          -> chunks of runs -> blocks (one compiled call per block and segment, sharded over
             the "runs" mesh axis)
@@ -67,8 +67,8 @@ class Grid:
     n_test: int = 1000
     d: int = 2
     noise: float | None = None
-    chunk_size: int | None = None  # runs per compiled call; None: from memory_budget
-    block_size: int | None = None  # runs vmapped together in a device; None: auto_block_size
+    chunk_size: int | None = None  # runs per results file, in blocks; None: memory_budget
+    block_size: int | None = None  # runs per device per call; None: auto_block_size
     memory_budget: int = 1 << 30  # bytes a chunk may take on one device
 
     def __post_init__(self):
@@ -110,8 +110,10 @@ class Grid:
                            grad=self.grad, batch_size=self.batch_size)
 
     def block(self, width: int) -> int:
-        """Runs per vmapped block for this width: block_size, else auto_block_size."""
-        return self.block_size or auto_block_size(self.n_train, width)
+        """Runs per device per call for this width: block_size, else auto_block_size -- at most
+        a group's runs (lrs x seeds), so small grids are not padded to a cache-sized block. It
+        does not depend on the device count: neither do the results."""
+        return min(self.block_size or auto_block_size(self.n_train, width), len(self.runs()))
 
     def groups(self) -> list[Group]:
         """Shape groups in a fixed order; runs inside a group are (lr, seed), lr-major."""
@@ -161,7 +163,9 @@ def auto_block_size(n: int, h: int, platform: str | None = None) -> int:
     filled instead: up to 4096 runs whose activations fit 32 MiB (a guess, not measured: no GPU
     was lent to this project's benchmarks). platform: jax.default_backend() by default.
     """
-    platform = platform or jax.default_backend()
+    _positive_int("n", n)
+    _positive_int("h", h)
+    platform = (platform or jax.default_backend()).lower()
     budget, cap = (1 << 20, 64) if platform == "cpu" else (1 << 25, 4096)
     fit = budget // (4 * n * h)
     return int(min(cap, 2 ** int(math.log2(fit)))) if fit >= 1 else 1
@@ -258,8 +262,13 @@ def _to_host(tree):
 
 def draw_runs(seeds: Sequence[int], d: int, h: int, dtype=jnp.float32) -> Draws:
     """train.draw for the run keys jax.random.key(seed), as NumPy: z (S, num_normals(d, h)),
-    batch_key as key data (S, 2). One compiled call for all of a sweep's seeds at its widest
+    batch_key as key data (S, ...). One compiled call for all of a sweep's seeds at its widest
     width (every narrower width reads a prefix of z), so no shape group compiles a sampler."""
+    seeds = np.asarray(seeds)
+    if (seeds.ndim != 1 or len(seeds) == 0 or not np.issubdtype(seeds.dtype, np.integer)
+            or seeds.min() < 0 or seeds.max() >= 2**32):
+        raise ValueError(f"seeds: expected a non-empty sequence of integers in [0, 2**32), got "
+                         f"{seeds.dtype}{list(seeds.shape)} {np.ravel(seeds).tolist()[:5]}")
     keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
     out = jax.jit(jax.vmap(draw, (0, None, None, None)), static_argnums=(1, 2, 3))(
         keys, d, h, jnp.dtype(dtype))
@@ -374,9 +383,15 @@ def run_sweep(grid: Grid, out_dir: str, *, load: Callable[[str, int], Data] | No
     config = {"grid": grid.to_dict(), **(extra_config or {})}
     folder.prepare(config, results_lib.provenance(MATMUL_PRECISION))
 
-    draws = {}  # one draw for every seed at the widest width, per input dimension and dtype
+    # every seed's random numbers, per input dimension and dtype, drawn at the widest width:
+    # a narrower width reads a prefix, which equals its own draw only with partitionable
+    # threefry (JAX's default); without it, one draw per width
+    draw_h = {w: max(grid.widths) if jax.config.jax_threefry_partitionable else w
+              for w in grid.widths}
+    draws = {}
     for d, dtype in sorted({(x.shape[1], x.dtype.name) for x, *_ in datasets.values()}):
-        draws[(d, dtype)] = draw_runs(range(grid.seeds), d, max(grid.widths), dtype)
+        for h in sorted(set(draw_h.values())):
+            draws[(d, dtype, h)] = draw_runs(range(grid.seeds), d, h, dtype)
     chunks = list(iter_chunks(grid, n_devices))
     todo = [c for c in chunks if not folder.has_chunk(c[0].name, c[1])]
     executors: dict[TrainConfig, Executor] = {}
@@ -398,7 +413,7 @@ def run_sweep(grid: Grid, out_dir: str, *, load: Callable[[str, int], Data] | No
             bar.set_postfix_str(f"{label}, {rate:.1f} runs/s")
 
         data = datasets[(group.dataset, group.data_seed)]
-        rows = draws[(data.X_train.shape[1], data.X_train.dtype.name)]
+        rows = draws[(data.X_train.shape[1], data.X_train.dtype.name, draw_h[group.width])]
         params, metrics = run_chunk(executors[group.config], data, lrs,
                                     Draws(rows.z[seeds], rows.batch_key[seeds]), on_segment)
         folder.save_chunk(group.name, c, group.columns(grid.batch_size),

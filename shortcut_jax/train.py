@@ -115,8 +115,22 @@ def draw(key: jax.Array, d: int, h: int, dtype=jnp.float32) -> Draws:
 
     A sweep draws once for its widest width; every narrower width reads a prefix of z.
     """
+    n = num_normals(d, h)
+    _check_key("key", key)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"dtype: expected a floating dtype, got {jnp.dtype(dtype)}")
     k_init, k_batch = jax.random.split(key)
-    return Draws(jax.random.normal(k_init, (num_normals(d, h),), dtype), k_batch)
+    return Draws(jax.random.normal(k_init, (n,), dtype), k_batch)
+
+
+def _check_key(name: str, key: Any) -> None:
+    """One PRNG key: a typed key array of shape (), or a raw uint32 key of shape (2,)."""
+    dtype, shape = getattr(key, "dtype", None), getattr(key, "shape", None)
+    typed = dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key) and shape == ()
+    raw = dtype == jnp.uint32 and shape == (2,)
+    if not (typed or raw):
+        got = f"{dtype}{list(shape)}" if shape is not None else type(key).__name__
+        raise TypeError(f"{name}: expected one PRNG key such as jax.random.key(seed), got {got}")
 
 
 class TrainState(NamedTuple):
@@ -221,6 +235,11 @@ def make_stages(config: TrainConfig):
             raise TypeError(f"draws: expected a train.Draws, e.g. draw(key, d, h), got "
                             f"{type(draws).__name__}")
         data = check_data(data, config.batch_size)
+        _check_key("draws.batch_key", draws.batch_key)
+        z_dtype = getattr(draws.z, "dtype", None)
+        if z_dtype != data.X_train.dtype:
+            raise TypeError(f"draws.z: expected the data's dtype {data.X_train.dtype} (draw(key, "
+                            f"d, h, dtype=data.X_train.dtype)), got {z_dtype}")
         params = params_from_normals(draws.z, data.X_train.shape[1], config.h,
                                      shortcut=config.shortcut, shortcut_init=config.shortcut_init)
         opt_state = config.make_optimizer(lr).init(params)

@@ -60,6 +60,9 @@ def test_params_from_normals_refuses_too_few_draws():
     with pytest.raises(ValueError, match=r"z: expected a floating 1-D array of at least 14 "
                                          r"normals for d=2, h=4, got float32\[13\]"):
         sj.params_from_normals(jnp.zeros(13), 2, 4)
+    with pytest.raises(TypeError, match=r"z: expected an array of standard normals, got "
+                                        r"NoneType"):
+        sj.params_from_normals(None, 2, 4)
 
 
 def test_init_scale_is_he_and_lecun():

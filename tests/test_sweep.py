@@ -310,6 +310,20 @@ def test_cli_help_lists_every_flag():
         assert flag in out
 
 
+@pytest.mark.parametrize("partitionable", [True, False])
+def test_a_width_s_results_do_not_depend_on_the_other_widths(tmp_path, partitionable):
+    """Draws come from the widest width only where a prefix equals a narrower draw."""
+    small = {**SMALL, "variants": ("shortcut",), "lrs": (0.5,), "seeds": 2, "steps": 10,
+             "eval_every": 10}
+    with jax.threefry_partitionable(partitionable):
+        sj.run_sweep(sj.Grid(**{**small, "widths": (3,)}), str(tmp_path / "one"), progress=False)
+        sj.run_sweep(sj.Grid(**{**small, "widths": (3, 16)}), str(tmp_path / "two"),
+                     progress=False)
+    one = [r for r in read(tmp_path / "one")]
+    two = [r for r in read(tmp_path / "two") if r["width"] == "3"]
+    assert [r["train_loss"] for r in one] == [r["train_loss"] for r in two]
+
+
 def test_run_chunk_refuses_partial_blocks_and_missing_draws():
     cfg = sj.TrainConfig(h=4, steps=20, eval_every=10)
     ex = sweep_lib.Executor(cfg, sweep_lib.make_mesh(), 2, 3)
@@ -324,6 +338,13 @@ def test_run_chunk_refuses_partial_blocks_and_missing_draws():
         sweep_lib.run_chunk(ex, data, np.full(B, 0.5), draws)
 
 
+@pytest.mark.parametrize("seeds", [[-1], [2**32], [1.7], [], 5, [True]])
+def test_draw_runs_refuses_bad_seeds(seeds):
+    with pytest.raises(ValueError, match=r"seeds: expected a non-empty sequence of integers in "
+                                         r"\[0, 2\*\*32\)"):
+        sweep_lib.draw_runs(seeds, 2, 3)
+
+
 def test_auto_block_size_fills_about_a_megabyte():
     from shortcut_jax.sweep import auto_block_size
 
@@ -334,7 +355,13 @@ def test_auto_block_size_fills_about_a_megabyte():
     assert auto_block_size(1000, 16, platform="gpu") == 512  # fill the device, 32 MiB
     assert auto_block_size(4096, 128, platform="gpu") == 16
     assert auto_block_size(10, 1, platform="tpu") == 4096  # capped
+    assert auto_block_size(1000, 16, platform="CPU") == 16
+    for bad in ((0, 4), (1000.5, 4), (10, -1)):
+        with pytest.raises(ValueError, match=r"(n|h): expected an integer >= 1"):
+            auto_block_size(*bad)
     grid = sj.Grid(**{**SMALL, "block_size": None})
-    assert grid.block(4) == 64 and sj.Grid(**SMALL).block(4) == 2
+    assert grid.block(4) == 8  # capped at the group's 2 lrs x 4 seeds
+    assert sj.Grid(**{**SMALL, "block_size": None, "seeds": 100}).block(4) == 64
+    assert sj.Grid(**SMALL).block(4) == 2
     with pytest.raises(ValueError, match="block_size: expected an integer >= 1, got 0"):
         sj.Grid(**{**SMALL, "block_size": 0})

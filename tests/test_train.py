@@ -211,3 +211,26 @@ def test_stages_start_from_draws_equal_to_make_train():
         init(key, lr, DATA)
     with pytest.raises(ValueError, match=r"h: expected an integer >= 1, got 0"):
         sj.draw(key, 2, 0)
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: sj.draw(0, 2, 3), TypeError, r"key: expected one PRNG key .*, got int"),
+    (lambda: sj.draw(jax.random.split(jax.random.key(0)), 2, 3), TypeError,
+     r"key: expected one PRNG key .*, got key<fry>\[2\]"),
+    (lambda: sj.draw(jax.random.key(0), 2, 3, jnp.int32), TypeError,
+     r"dtype: expected a floating dtype, got int32"),
+])
+def test_bad_draw_raises(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_init_refuses_draws_that_do_not_fit_the_data():
+    init, _ = sj.make_stages(TrainConfig(h=3))
+    z = sj.draw(jax.random.key(0), 2, 3).z
+    with pytest.raises(TypeError, match=r"draws.batch_key: expected one PRNG key .*NoneType"):
+        init(sj.Draws(z, None), 0.1, DATA)
+    with pytest.raises(TypeError, match=r"draws.z: expected the data's dtype float32 .*float16"):
+        init(sj.draw(jax.random.key(0), 2, 3, jnp.float16), 0.1, DATA)
+    raw = sj.draw(jax.random.PRNGKey(0), 2, 3)  # a raw uint32 key is still a key
+    assert init(raw, 0.1, DATA).params.W1.shape == (3, 2)
