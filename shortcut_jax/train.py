@@ -124,10 +124,10 @@ def draw(key: jax.Array, d: int, h: int, dtype=jnp.float32) -> Draws:
 
 
 def _check_key(name: str, key: Any) -> None:
-    """One PRNG key: a typed key array of shape (), or a raw uint32 key of shape (2,)."""
+    """One PRNG key: a typed key array of shape (), or a raw uint32 key (jax.random.PRNGKey)."""
     dtype, shape = getattr(key, "dtype", None), getattr(key, "shape", None)
     typed = dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key) and shape == ()
-    raw = dtype == jnp.uint32 and shape == (2,)
+    raw = dtype == jnp.uint32 and shape is not None and len(shape) == 1
     if not (typed or raw):
         got = f"{dtype}{list(shape)}" if shape is not None else type(key).__name__
         raise TypeError(f"{name}: expected one PRNG key such as jax.random.key(seed), got {got}")
