@@ -43,11 +43,10 @@ def init_params(
     `shortcut=False` and `shortcut=True` given the same key. All draws come from one call of
     `jax.random.normal` (num_normals(d, h) numbers): each call compiles its own sampler.
     """
-    _check_size("d", d)
-    _check_size("h", h)
+    n = num_normals(d, h)  # checks d and h
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"dtype: expected a floating dtype, got {jnp.dtype(dtype)}")
-    z = jax.random.normal(key, (num_normals(d, h),), dtype)
+    z = jax.random.normal(key, (n,), dtype)
     return params_from_normals(z, d, h, shortcut=shortcut, shortcut_init=shortcut_init)
 
 
@@ -66,17 +65,15 @@ def params_from_normals(z: jax.Array, d: int, h: int, *, shortcut: bool = True,
     jax.random.normal(key, (m,)) are the first m of a longer draw with the same key, so one
     draw at the widest width serves every width (the sweep relies on it only with that flag).
     """
-    _check_size("d", d)
-    _check_size("h", h)
+    n = num_normals(d, h)  # checks d and h
     if shortcut_init not in ("zeros", "lecun"):
         raise ValueError(f"shortcut_init: expected 'zeros' or 'lecun', got {shortcut_init!r}")
     if not hasattr(z, "shape"):
         raise TypeError(f"z: expected an array of standard normals, got {type(z).__name__}")
     z = jnp.asarray(z)
-    if z.ndim != 1 or z.shape[0] < num_normals(d, h) or not jnp.issubdtype(z.dtype,
-                                                                            jnp.floating):
-        raise ValueError(f"z: expected a floating 1-D array of at least {num_normals(d, h)} "
-                         f"normals for d={d}, h={h}, got {z.dtype}{list(z.shape)}")
+    if z.ndim != 1 or z.shape[0] < n or not jnp.issubdtype(z.dtype, jnp.floating):
+        raise ValueError(f"z: expected a floating 1-D array of at least {n} normals for d={d}, "
+                         f"h={h}, got {z.dtype}{list(z.shape)}")
     dtype = z.dtype
     W1 = z[:h * d].reshape(h, d) * jnp.sqrt(2.0 / d).astype(dtype)
     W2 = z[h * d:h * d + h].reshape(1, h) * jnp.sqrt(1.0 / h).astype(dtype)

@@ -165,7 +165,10 @@ def auto_block_size(n: int, h: int, platform: str | None = None) -> int:
     """
     _positive_int("n", n)
     _positive_int("h", h)
-    platform = (platform or jax.default_backend()).lower()
+    platform = jax.default_backend() if platform is None else platform
+    if not isinstance(platform, str):
+        raise TypeError(f"platform: expected a name such as 'cpu' or 'gpu', got {platform!r}")
+    platform = platform.lower()
     budget, cap = (1 << 20, 64) if platform == "cpu" else (1 << 25, 4096)
     fit = budget // (4 * n * h)
     return int(min(cap, 2 ** int(math.log2(fit)))) if fit >= 1 else 1
@@ -383,15 +386,11 @@ def run_sweep(grid: Grid, out_dir: str, *, load: Callable[[str, int], Data] | No
     config = {"grid": grid.to_dict(), **(extra_config or {})}
     folder.prepare(config, results_lib.provenance(MATMUL_PRECISION))
 
-    # every seed's random numbers, per input dimension and dtype, drawn at the widest width:
-    # a narrower width reads a prefix, which equals its own draw only with partitionable
-    # threefry (JAX's default); without it, one draw per width
-    draw_h = {w: max(grid.widths) if jax.config.jax_threefry_partitionable else w
-              for w in grid.widths}
-    draws = {}
-    for d, dtype in sorted({(x.shape[1], x.dtype.name) for x, *_ in datasets.values()}):
-        for h in sorted(set(draw_h.values())):
-            draws[(d, dtype, h)] = draw_runs(range(grid.seeds), d, h, dtype)
+    # every seed's random numbers, per input dimension and dtype, drawn at the widest width
+    # when first needed (not at all on a full resume): a narrower width reads a prefix, which
+    # equals its own draw only with partitionable threefry (JAX's default); else one per width
+    wide = jax.config.jax_threefry_partitionable
+    draws: dict[tuple, Draws] = {}
     chunks = list(iter_chunks(grid, n_devices))
     todo = [c for c in chunks if not folder.has_chunk(c[0].name, c[1])]
     executors: dict[TrainConfig, Executor] = {}
@@ -413,7 +412,11 @@ def run_sweep(grid: Grid, out_dir: str, *, load: Callable[[str, int], Data] | No
             bar.set_postfix_str(f"{label}, {rate:.1f} runs/s")
 
         data = datasets[(group.dataset, group.data_seed)]
-        rows = draws[(data.X_train.shape[1], data.X_train.dtype.name, draw_h[group.width])]
+        key = (data.X_train.shape[1], max(grid.widths) if wide else group.width,
+               data.X_train.dtype)  # draw_runs' (d, h, dtype)
+        if key not in draws:
+            draws[key] = draw_runs(range(grid.seeds), *key)
+        rows = draws[key]
         params, metrics = run_chunk(executors[group.config], data, lrs,
                                     Draws(rows.z[seeds], rows.batch_key[seeds]), on_segment)
         folder.save_chunk(group.name, c, group.columns(grid.batch_size),

@@ -200,7 +200,8 @@ def make_grad_fn(config: TrainConfig) -> Callable[[Params, jax.Array, jax.Array]
 def evaluate(config: TrainConfig, params: Params, data: Data) -> dict[str, jax.Array]:
     """Scalar metrics of one run at one eval point (full training set, test set, diagnostics).
 
-    Each split's forward pass is traced once and read by every metric of that split.
+    Each split's forward pass is traced once and read by every metric of that split (the
+    gradient traces its own training pass, which XLA merges with this one).
     """
     loss_from = LOSSES[config.loss_fn][2]
     g = make_grad_fn(config)(params, data.X_train, data.Y_train)

@@ -324,6 +324,15 @@ def test_a_width_s_results_do_not_depend_on_the_other_widths(tmp_path, partition
     assert [r["train_loss"] for r in one] == [r["train_loss"] for r in two]
 
 
+def test_a_finished_sweep_resumes_without_drawing_or_compiling(reference, monkeypatch):
+    def boom(*a, **k):
+        raise AssertionError("nothing is left to run")
+
+    monkeypatch.setattr(sweep_lib, "draw_runs", boom)
+    monkeypatch.setattr(sweep_lib, "Executor", boom)
+    sj.run_sweep(sj.Grid(**SMALL), str(reference), progress=False)
+
+
 def test_run_chunk_refuses_partial_blocks_and_missing_draws():
     cfg = sj.TrainConfig(h=4, steps=20, eval_every=10)
     ex = sweep_lib.Executor(cfg, sweep_lib.make_mesh(), 2, 3)
@@ -359,6 +368,9 @@ def test_auto_block_size_fills_about_a_megabyte():
     for bad in ((0, 4), (1000.5, 4), (10, -1)):
         with pytest.raises(ValueError, match=r"(n|h): expected an integer >= 1"):
             auto_block_size(*bad)
+    with pytest.raises(TypeError, match=r"platform: expected a name such as 'cpu' or 'gpu', "
+                                        r"got 5"):
+        auto_block_size(1000, 16, platform=5)
     grid = sj.Grid(**{**SMALL, "block_size": None})
     assert grid.block(4) == 8  # capped at the group's 2 lrs x 4 seeds
     assert sj.Grid(**{**SMALL, "block_size": None, "seeds": 100}).block(4) == 64
