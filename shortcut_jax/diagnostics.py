@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from shortcut_jax.model import Params, forward_columns
+from shortcut_jax.model import Forward, Params, forward_columns
 
 SATURATED = 1e-3  # an example is saturated when y_hat (1 - y_hat) < SATURATED
 
@@ -35,20 +35,20 @@ def shortcut_share(params: Params, X: jax.Array) -> jax.Array:
     return _share_from(params, X, forward_columns(params, X))
 
 
-def _dead_from(fwd) -> jax.Array:
-    Z1T = fwd[0]
+def _dead_from(fwd: Forward) -> jax.Array:
+    Z1T = fwd.z1
     return jnp.mean(jnp.all(Z1T <= 0, axis=1).astype(Z1T.dtype))
 
 
-def _saturated_from(fwd) -> jax.Array:
-    Y_hat = fwd[3]
+def _saturated_from(fwd: Forward) -> jax.Array:
+    Y_hat = fwd.y_hat
     return jnp.mean((Y_hat * (1 - Y_hat) < SATURATED).astype(Y_hat.dtype))
 
 
-def _share_from(params: Params, X: jax.Array, fwd) -> jax.Array:
+def _share_from(params: Params, X: jax.Array, fwd: Forward) -> jax.Array:
     if params.W is None:
         return jnp.zeros((), X.dtype)
-    A1T = fwd[1]
+    A1T = fwd.a1
     skip, hidden = jnp.abs(params.W[0] @ X.T), jnp.abs(params.W2[0] @ A1T)
     total = skip + hidden
     return jnp.mean(jnp.where(total > 0, skip / jnp.where(total > 0, total, 1), 0))
@@ -71,7 +71,8 @@ def grad_norms(g: Params) -> dict[str, jax.Array]:
             for k, v in g._asdict().items() if v is not None}
 
 
-def at_eval(params: Params, g: Params, X: jax.Array, fwd=None) -> dict[str, jax.Array]:
+def at_eval(params: Params, g: Params, X: jax.Array,
+            fwd: Forward | None = None) -> dict[str, jax.Array]:
     """All per-eval diagnostics of one run: X the training inputs, g the gradient there, fwd
     forward_columns(params, X) if already computed."""
     fwd = forward_columns(params, X) if fwd is None else fwd

@@ -17,6 +17,16 @@ import numpy as np
 from jax.typing import ArrayLike
 
 
+class Forward(NamedTuple):
+    """The forward pass: z1, a1 (h,), z2, y_hat () for one example; for a batch in columns
+    (forward_columns) z1, a1 are (h, n) and z2, y_hat (n,); in rows (forward_batch) (n, h)."""
+
+    z1: jax.Array
+    a1: jax.Array
+    z2: jax.Array
+    y_hat: jax.Array
+
+
 class Params(NamedTuple):
     """W1 (h, d), b1 (h,), W2 (1, h), b2 () scalar, W (1, d) or None for the plain network."""
 
@@ -35,19 +45,36 @@ def init_params(
     shortcut: bool = True,
     dtype=jnp.float32,
     shortcut_init: str = "zeros",
+    shortcut_scale: float = 1.0,
 ) -> Params:
     """He-normal W1 ~ N(0, 2/d), LeCun-normal W2 ~ N(0, 1/h), b1 = b2 = 0.
 
     W is zeros by default (`shortcut_init="zeros"`), so plain and shortcut start as the same
-    function; `shortcut_init="lecun"` gives W ~ N(0, 1/d). W1, b1, W2, b2 are the same for
-    `shortcut=False` and `shortcut=True` given the same key. All draws come from one call of
-    `jax.random.normal` (num_normals(d, h) numbers): each call compiles its own sampler.
+    function; `shortcut_init="lecun"` gives W ~ N(0, shortcut_scale^2 / d). W1, b1, W2, b2 are
+    the same for `shortcut=False` and `shortcut=True` given the same key. All draws come from
+    one call of `jax.random.normal` (num_normals(d, h) numbers).
     """
     n = num_normals(d, h)  # checks d and h
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"dtype: expected a floating dtype, got {jnp.dtype(dtype)}")
     z = jax.random.normal(key, (n,), dtype)
-    return params_from_normals(z, d, h, shortcut=shortcut, shortcut_init=shortcut_init)
+    return params_from_normals(z, d, h, shortcut=shortcut,
+                               w_scale=shortcut_w_scale(shortcut_init, shortcut_scale))
+
+
+SHORTCUT_INITS = ("zeros", "lecun")
+
+
+def shortcut_w_scale(shortcut_init: str, shortcut_scale: float = 1.0) -> float:
+    """The factor s of W = s * N(0, 1/d): 0 for "zeros", shortcut_scale for "lecun"."""
+    if shortcut_init not in SHORTCUT_INITS:
+        raise ValueError(f"shortcut_init: expected one of {SHORTCUT_INITS}, got "
+                         f"{shortcut_init!r}")
+    if (isinstance(shortcut_scale, bool) or not isinstance(shortcut_scale, (int, float))
+            or not np.isfinite(shortcut_scale) or shortcut_scale < 0):
+        raise ValueError(f"shortcut_scale: expected a finite number >= 0, got "
+                         f"{shortcut_scale!r}")
+    return 0.0 if shortcut_init == "zeros" else float(shortcut_scale)
 
 
 def num_normals(d: int, h: int) -> int:
@@ -58,16 +85,15 @@ def num_normals(d: int, h: int) -> int:
 
 
 def params_from_normals(z: jax.Array, d: int, h: int, *, shortcut: bool = True,
-                        shortcut_init: str = "zeros") -> Params:
-    """init_params from its draws z (num_normals(d, h) or more; the rest are not read).
+                        w_scale: ArrayLike = 0.0) -> Params:
+    """init_params from its draws z (num_normals(d, h) or more; the rest are not read);
+    W = w_scale * N(0, 1/d) (exactly 0 where w_scale is 0; w_scale may be traced).
 
     With partitionable threefry (JAX's default, jax_threefry_partitionable), the numbers of
     jax.random.normal(key, (m,)) are the first m of a longer draw with the same key, so one
     draw at the widest width serves every width (the sweep relies on it only with that flag).
     """
     n = num_normals(d, h)  # checks d and h
-    if shortcut_init not in ("zeros", "lecun"):
-        raise ValueError(f"shortcut_init: expected 'zeros' or 'lecun', got {shortcut_init!r}")
     if not hasattr(z, "shape"):
         raise TypeError(f"z: expected an array of standard normals, got {type(z).__name__}")
     z = jnp.asarray(z)
@@ -81,10 +107,9 @@ def params_from_normals(z: jax.Array, d: int, h: int, *, shortcut: bool = True,
     b2 = jnp.zeros((), dtype)
     W = None
     if shortcut:
-        if shortcut_init == "zeros":
-            W = jnp.zeros((1, d), dtype)
-        else:
-            W = z[h * d + h:h * d + h + d].reshape(1, d) * jnp.sqrt(1.0 / d).astype(dtype)
+        s = jnp.asarray(w_scale, dtype)
+        W = z[h * d + h:h * d + h + d].reshape(1, d) * (s * jnp.sqrt(1.0 / d).astype(dtype))
+        W = jnp.where(s == 0, jnp.zeros((), dtype), W)  # +0.0, not -0.0 * z
     return Params(W1=W1, b1=b1, W2=W2, b2=b2, W=W)
 
 
@@ -102,11 +127,11 @@ def count_params(params: Params) -> int:
 
 def forward(params: Params, x: ArrayLike) -> jax.Array:
     """One example x (d,) -> y_hat, a scalar in (0, 1)."""
-    return forward_example(params, x)[-1]
+    return forward_example(params, x).y_hat
 
 
-def forward_example(params: Params, x: ArrayLike) -> tuple[jax.Array, ...]:
-    """x (d,) -> (z1 (h,), a1 (h,), z2 (), y_hat ()), the problem's forward equations."""
+def forward_example(params: Params, x: ArrayLike) -> Forward:
+    """x (d,) -> Forward(z1 (h,), a1 (h,), z2 (), y_hat ()), the problem's forward equations."""
     W1, b1, W2, b2, W = check_params(params)
     x = check_x(x, W1.shape[1])
     z1 = W1 @ x + b1
@@ -114,27 +139,26 @@ def forward_example(params: Params, x: ArrayLike) -> tuple[jax.Array, ...]:
     z2 = W2[0] @ a1 + b2
     if W is not None:
         z2 = z2 + W[0] @ x
-    return z1, a1, z2, jax.nn.sigmoid(z2)
+    return Forward(z1, a1, z2, jax.nn.sigmoid(z2))
 
 
 def predict(params: Params, X: ArrayLike) -> jax.Array:
     """Inputs X (n, d) -> y_hat (n,); `forward` in matrix form, one row per example."""
-    return forward_batch(params, X)[-1]
+    return forward_columns(params, X).y_hat
 
 
-def forward_batch(params: Params, X: ArrayLike) -> tuple[jax.Array, ...]:
-    """X (n, d) -> (Z1 (n, h), A1 (n, h), Z2 (n,), Y_hat (n,)); row i is forward_example(x_i)."""
+def forward_batch(params: Params, X: ArrayLike) -> Forward:
+    """X (n, d) -> Forward(Z1 (n, h), A1 (n, h), Z2 (n,), Y_hat (n,)); row i is example i."""
     Z1T, A1T, Z2, Y_hat = forward_columns(params, X)
-    return Z1T.T, A1T.T, Z2, Y_hat
+    return Forward(Z1T.T, A1T.T, Z2, Y_hat)
 
 
-def forward_columns(params: Params, X: ArrayLike, *,
-                    XT: jax.Array | None = None) -> tuple[jax.Array, ...]:
-    """X (n, d) -> (Z1^T (h, n), A1^T (h, n), Z2 (n,), Y_hat (n,)); column i is example i.
+def forward_columns(params: Params, X: ArrayLike, *, XT: jax.Array | None = None) -> Forward:
+    """X (n, d) -> Forward(Z1^T (h, n), A1^T (h, n), Z2 (n,), Y_hat (n,)); column i is example i.
 
     The batch in columns, z1 = W1 x + b1 for all x at once: examples along the contiguous axis
-    make the training step about 2x faster on CPU than rows (experiments/BENCHMARKS.md).
-    XT: X.T made once outside a training loop (XLA would copy it again every step).
+    (faster on CPU than rows, experiments/BENCHMARKS.md). XT: X.T made once outside a training
+    loop (XLA would copy it again every step).
     """
     W1, b1, W2, b2, W = check_params(params)
     X = check_X(X, W1.shape[1])
@@ -144,7 +168,7 @@ def forward_columns(params: Params, X: ArrayLike, *,
     Z2 = W2[0] @ A1T + b2
     if W is not None:
         Z2 = Z2 + W[0] @ XT
-    return Z1T, A1T, Z2, jax.nn.sigmoid(Z2)
+    return Forward(Z1T, A1T, Z2, jax.nn.sigmoid(Z2))
 
 
 def example_loss(params: Params, x: ArrayLike, y: ArrayLike) -> jax.Array:
@@ -159,16 +183,16 @@ def loss(params: Params, X: ArrayLike, Y: ArrayLike) -> jax.Array:
     return loss_from_forward(forward_columns(params, X), Y)
 
 
-def loss_from_forward(fwd: tuple[jax.Array, ...], Y: ArrayLike) -> jax.Array:
+def loss_from_forward(fwd: Forward, Y: ArrayLike) -> jax.Array:
     """J from fwd = forward_columns(params, X) and Y (n,), for a forward pass read twice."""
-    Y_hat = fwd[3]
+    Y_hat = fwd.y_hat
     Y = check_Y(Y, Y_hat.shape[0], Y_hat.dtype)
     return jnp.mean(0.5 * (Y_hat - Y) ** 2)
 
 
 def example_bce_loss(params: Params, x: ArrayLike, y: ArrayLike) -> jax.Array:
     """Binary cross-entropy -[y log y_hat + (1-y) log(1-y_hat)] = softplus(z2) - y z2, stably."""
-    z2 = forward_example(params, x)[2]
+    z2 = forward_example(params, x).z2
     y = check_y(y, z2.dtype)
     return jax.nn.softplus(z2) - y * z2
 
@@ -178,9 +202,9 @@ def bce_loss(params: Params, X: ArrayLike, Y: ArrayLike) -> jax.Array:
     return bce_loss_from_forward(forward_columns(params, X), Y)
 
 
-def bce_loss_from_forward(fwd: tuple[jax.Array, ...], Y: ArrayLike) -> jax.Array:
+def bce_loss_from_forward(fwd: Forward, Y: ArrayLike) -> jax.Array:
     """bce_loss from fwd = forward_columns(params, X) and Y (n,)."""
-    Z2 = fwd[2]
+    Z2 = fwd.z2
     Y = check_Y(Y, Z2.shape[0], Z2.dtype)
     return jnp.mean(jax.nn.softplus(Z2) - Y * Z2)
 

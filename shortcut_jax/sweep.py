@@ -1,26 +1,30 @@
 """Sweeps: a grid of runs, grouped by shape, vmapped over (lr, seed), sharded over devices.
 
-    grid -> draw_runs (every seed's random numbers at the widest width, one call per sweep)
-         -> groups (dataset, data_seed, variant, width, optimizer, loss_fn: one program each)
+    grid -> data sets (one per dataset x data seed x data axes: n_train, d, noise, ...)
+         -> draw_runs (every seed's random numbers at the widest width, one call per sweep)
+         -> groups (a data set x variant, width, optimizer, loss, batch size, shortcut init)
          -> chunks of runs -> blocks (one compiled call per block and segment, sharded over
             the "runs" mesh axis)
-         -> results.RunFolder (atomic chunk files, resume, tidy CSV)
+         -> results.RunFolder (checksummed chunk files, resume, tidy CSV)
 
-Runs go through the devices in blocks: one compiled call trains `block_size` runs on each
-device (vmapped), and the host loops over a chunk's blocks, so activations stay cache-sized and
-every block computes the same program whatever the device count -- results do not depend on how
-many devices there are. (The loop over blocks is the host's, not a `lax.map` inside the program:
-a program with no loop over blocks compiles ~0.3 s faster, experiments/BENCHMARKS.md.)
+A compiled program depends only on shapes and static settings: data sets and the shortcut's
+initial scale are arguments, so axes that change no shape (noise, linear_weight,
+teacher_shortcut, shortcut_init, lr) share one program. Runs go through the devices in blocks:
+one compiled call trains `block` runs on each device (vmapped), and the host loops over a
+chunk's blocks, so every block computes the same program whatever the device count -- results
+do not depend on how many devices there are.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -32,10 +36,11 @@ from jax.sharding import PartitionSpec as P
 
 from shortcut_jax import data as data_lib
 from shortcut_jax import results as results_lib
+from shortcut_jax.data import Dataset
+from shortcut_jax.model import shortcut_w_scale
 from shortcut_jax.train import (
     LOSSES,
     OPTIMIZERS,
-    Data,
     Draws,
     TrainConfig,
     draw,
@@ -46,10 +51,52 @@ from shortcut_jax.train import (
 VARIANTS = ("plain", "shortcut")
 MATMUL_PRECISION = "highest"  # pinned for every sweep: GPUs would otherwise use TF32
 
+SYNTHETIC_AXES = ("n_train", "d", "noise")
+AXES_OF = {name: SYNTHETIC_AXES for name in data_lib.SYNTHETIC}
+AXES_OF["linear_xor"] = (*SYNTHETIC_AXES, "linear_weight")
+AXES_OF["teacher"] = (*SYNTHETIC_AXES, "teacher_width", "teacher_shortcut")
+DATA_AXES = (*SYNTHETIC_AXES, "linear_weight", "teacher_width", "teacher_shortcut")
+"""Grid axes that make data sets, and the data sets each applies to (others: real data)."""
+AXIS_DEFAULTS = {"n_train": 200, "d": 2, "noise": None, "linear_weight":
+                 data_lib.LINEAR_XOR_WEIGHT, "teacher_width": 4, "teacher_shortcut": 0.0}
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """One data set of a sweep; an axis that does not apply to the dataset is None."""
+
+    dataset: str
+    data_seed: int
+    n_train: int | None = None
+    d: int | None = None
+    noise: float | None = None
+    linear_weight: float | None = None
+    teacher_width: int | None = None
+    teacher_shortcut: float | None = None
+
+    def columns(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def name(self) -> str:
+        tags = {"n_train": "n", "d": "d", "noise": "noise", "linear_weight": "lw",
+                "teacher_width": "tw", "teacher_shortcut": "ts"}
+        parts = [self.dataset, f"s{self.data_seed}"]
+        parts += [f"{tag}{getattr(self, k):g}" for k, tag in tags.items()
+                  if getattr(self, k) is not None]
+        return "-".join(parts)
+
 
 @dataclasses.dataclass(frozen=True)
 class Grid:
-    """Everything a sweep runs: the product of the tuple fields, `seeds` seeds 0..seeds-1."""
+    """Everything a sweep runs: the product of its axes (tuple fields), seeds 0..seeds-1.
+
+    Data axes (n_train, d, noise: synthetic tasks; linear_weight: linear_xor; teacher_width,
+    teacher_shortcut: teacher) vary only the data sets they apply to; None leaves the default
+    (AXIS_DEFAULTS; noise None = each task's default). n_train is the training part of a
+    synthetic task, of which val_fraction is held out for validation; breast cancer and a CSV
+    (csv + target) are split test_fraction / val_fraction instead. A scalar is one value.
+    """
 
     datasets: tuple[str, ...] = ("moons",)
     variants: tuple[str, ...] = VARIANTS
@@ -59,74 +106,151 @@ class Grid:
     data_seeds: tuple[int, ...] = (0,)
     optimizers: tuple[str, ...] = ("sgd",)
     loss_fns: tuple[str, ...] = ("mse",)
+    batch_size: tuple[int | None, ...] = (None,)
+    shortcut_init: tuple[str, ...] = ("zeros",)
+    shortcut_scale: float = 1.0
     steps: int = 2000
     eval_every: int = 50
-    batch_size: int | None = None
     grad: str = "manual"
-    n_train: int = 200
+    n_train: tuple[int, ...] | None = None
     n_test: int = 1000
-    d: int = 2
-    noise: float | None = None
+    d: tuple[int, ...] | None = None
+    noise: tuple[float, ...] | None = None
+    linear_weight: tuple[float, ...] | None = None
+    teacher_width: tuple[int, ...] | None = None
+    teacher_shortcut: tuple[float, ...] | None = None
+    teacher_labels: str = "threshold"
+    teacher_flip: float = 0.0
+    teacher_seed: int = 0
+    val_fraction: float = data_lib.VAL_FRACTION
+    test_fraction: float = 0.3
+    csv: str | None = None
+    target: str | None = None
     chunk_size: int | None = None  # runs per results file, in blocks; None: memory_budget
     block_size: int | None = None  # runs per device per call; None: auto_block_size
     memory_budget: int = 1 << 30  # bytes a chunk may take on one device
 
     def __post_init__(self):
+        if self.csv is not None:
+            if not isinstance(self.csv, (str, os.PathLike)) or not isinstance(self.target, str):
+                raise TypeError(f"csv, target: expected a file path and a column name, got "
+                                f"{self.csv!r} and {self.target!r}")
+            object.__setattr__(self, "csv", str(self.csv))
+            object.__setattr__(self, "datasets", (Path(self.csv).stem,))
+        elif self.target is not None:
+            raise ValueError(f"target: only used with csv (a CSV file), got {self.target!r}")
         for name in ("datasets", "variants", "widths", "lrs", "data_seeds", "optimizers",
-                     "loss_fns"):
+                     "loss_fns", "batch_size", "shortcut_init", *DATA_AXES):
             value = getattr(self, name)
+            if value is None:
+                continue
             if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-                raise TypeError(f"{name}: expected a sequence, got {value!r}")
+                value = (value,)  # one value
             if len(value) == 0:
                 raise ValueError(f"{name}: expected at least one value, got an empty grid axis")
+            if len(set(value)) != len(value):
+                raise ValueError(f"{name}: expected distinct values, got {list(value)}")
             object.__setattr__(self, name, tuple(value))
+        known = (*data_lib.DATASETS, *(() if self.csv is None else self.datasets))
+        for name in self.datasets:
+            if name not in known:
+                raise ValueError(f"datasets: expected names in {list(data_lib.DATASETS)}, got "
+                                 f"{name!r}")
         for v in self.variants:
             if v not in VARIANTS:
                 raise ValueError(f"variants: expected values in {VARIANTS}, got {v!r}")
-        for w in self.widths:
-            _positive_int("widths", w)
+        for name in ("widths", "data_seeds"):
+            for w in getattr(self, name):
+                _positive_int(name, w + (name == "data_seeds"))
         for lr in self.lrs:
-            if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0 \
-                    or not math.isfinite(lr):
-                raise ValueError(f"lrs: expected finite learning rates > 0, got {lr!r}")
-        for name in ("seeds", "steps", "eval_every", "n_train", "n_test", "d", "memory_budget"):
+            _real("lrs", lr, 0.0, math.inf, "finite learning rates > 0", open_low=True)
+        for name in ("seeds", "steps", "eval_every", "n_test", "memory_budget"):
             _positive_int(name, getattr(self, name))
         for name in ("chunk_size", "block_size"):
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
-        for name, known in (("optimizers", OPTIMIZERS), ("loss_fns", LOSSES)):
+        _positive_int("teacher_seed", self.teacher_seed + 1)
+        for name, known_names in (("optimizers", OPTIMIZERS), ("loss_fns", LOSSES)):
             for value in getattr(self, name):
-                if value not in known:
-                    raise ValueError(f"{name}: expected names in {sorted(known)}, got {value!r}")
-        # the remaining checks (eval_every, batch_size, grad) are TrainConfig's
-        self.train_config(self.widths[0], True, self.optimizers[0], self.loss_fns[0])
-        if self.batch_size is not None and self.batch_size > self.n_train:
-            raise ValueError(f"batch_size: expected at most n_train={self.n_train}, "
-                             f"got {self.batch_size}")
+                if value not in known_names:
+                    raise ValueError(f"{name}: expected names in {sorted(known_names)}, got "
+                                     f"{value!r}")
+        for b in self.batch_size:
+            if b is not None:
+                _positive_int("batch_size", b)
+        for value in self.shortcut_init:
+            shortcut_w_scale(value, self.shortcut_scale)  # checks the name and the scale
+        for n in self.n_train or ():
+            _positive_int("n_train", n - 1)  # at least 2: one to train, one to validate
+        for d in self.d or ():
+            _positive_int("d", d)  # the 2-D tasks' generators ask for d >= 2 when loading
+        for v in self.noise or ():
+            _real("noise", v, 0.0, math.inf, "numbers >= 0")
+        for v in self.linear_weight or ():
+            _real("linear_weight", v, 0.0, 1.0, "numbers in [0, 1]", open_high=False)
+        for v in self.teacher_width or ():
+            _positive_int("teacher_width", v)
+        for v in self.teacher_shortcut or ():
+            _real("teacher_shortcut", v, 0.0, math.inf, "numbers >= 0")
+        if self.teacher_labels not in ("threshold", "bernoulli"):
+            raise ValueError(f"teacher_labels: expected 'threshold' or 'bernoulli', got "
+                             f"{self.teacher_labels!r}")
+        _real("teacher_flip", self.teacher_flip, 0.0, 0.5, "a number in [0, 0.5]",
+              open_high=False)
+        for name in ("val_fraction", "test_fraction"):
+            _real(name, getattr(self, name), 0.0, 1.0, "a number in (0, 1)", open_low=True)
+        for axis in DATA_AXES:
+            users = [ds for ds in self.datasets if axis in AXES_OF.get(ds, ())]
+            if getattr(self, axis) is not None and not users:
+                takes = sorted(ds for ds, axes in AXES_OF.items() if axis in axes)
+                raise ValueError(f"{axis}: applies to the data sets {takes}, not to "
+                                 f"{list(self.datasets)}; leave it out or add such a data set")
+        # the remaining checks (eval_every, grad) are TrainConfig's
+        self.train_config(self.widths[0], True, self.optimizers[0], self.loss_fns[0],
+                          self.batch_size[0])
 
-    def train_config(self, width: int, shortcut: bool, optimizer: str, loss_fn: str):
+    def train_config(self, width: int, shortcut: bool, optimizer: str, loss_fn: str,
+                     batch_size: int | None = None) -> TrainConfig:
+        """The compiled program's settings: W's start is the sweep's traced w_scale, so the
+        config holds no shortcut_init (one program for all of them)."""
         return TrainConfig(h=width, shortcut=shortcut, steps=self.steps,
                            eval_every=self.eval_every, optimizer=optimizer, loss_fn=loss_fn,
-                           grad=self.grad, batch_size=self.batch_size)
+                           grad=self.grad, batch_size=batch_size)
 
-    def block(self, width: int) -> int:
-        """Runs per device per call for this width: block_size, else auto_block_size -- at most
-        a group's runs (lrs x seeds), so small grids are not padded to a cache-sized block. It
-        does not depend on the device count: neither do the results."""
-        return min(self.block_size or auto_block_size(self.n_train, width), len(self.runs()))
-
-    def groups(self) -> list[Group]:
-        """Shape groups in a fixed order; runs inside a group are (lr, seed), lr-major."""
+    def data_specs(self) -> list[DataSpec]:
+        """Every data set of the grid: dataset x data seed x the data axes that apply to it."""
         out = []
-        for ds, dseed, variant, width, opt, lf in itertools.product(
-                self.datasets, self.data_seeds, self.variants, self.widths, self.optimizers,
-                self.loss_fns):
-            out.append(Group(ds, dseed, variant, width, opt, lf,
-                             self.train_config(width, variant == "shortcut", opt, lf)))
+        for ds in self.datasets:
+            axes = AXES_OF.get(ds, ())
+            values = [getattr(self, a) or ((data_lib.DEFAULT_NOISE[ds],) if a == "noise" else
+                                           (AXIS_DEFAULTS[a],)) for a in axes]
+            for seed in self.data_seeds:
+                for combo in itertools.product(*values):
+                    out.append(DataSpec(ds, seed, **dict(zip(axes, combo))))
+        return out
+
+    def groups(self, specs: Sequence[DataSpec] | None = None) -> list[Group]:
+        """Shape groups in a fixed order; runs inside a group are (lr, seed), lr-major. The
+        plain variant has no shortcut_init (None): its runs pair with every shortcut_init."""
+        out = []
+        for spec in self.data_specs() if specs is None else specs:
+            for variant, width, opt, lf, bs in itertools.product(
+                    self.variants, self.widths, self.optimizers, self.loss_fns, self.batch_size):
+                inits = self.shortcut_init if variant == "shortcut" else (None,)
+                for init in inits:
+                    out.append(Group(spec, variant, width, opt, lf, bs, init,
+                                     self.train_config(width, variant == "shortcut", opt, lf,
+                                                       bs)))
         return out
 
     def runs(self) -> list[tuple[float, int]]:
         return [(float(lr), s) for lr in self.lrs for s in range(self.seeds)]
+
+    def block(self, n: int, width: int) -> int:
+        """Runs per device per call for n training rows and this width: block_size, else
+        auto_block_size -- at most a group's runs (lrs x seeds), so small grids are not padded.
+        It does not depend on the device count: neither do the results."""
+        return min(self.block_size or auto_block_size(n, width), len(self.runs()))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -134,34 +258,39 @@ class Grid:
 
 @dataclasses.dataclass(frozen=True)
 class Group:
-    dataset: str
-    data_seed: int
+    """A shape group's runs on one data set: one compiled program (`config`) per shapes."""
+
+    spec: DataSpec
     variant: str
     width: int
     optimizer: str
     loss_fn: str
+    batch_size: int | None
+    shortcut_init: str | None
     config: TrainConfig
 
     @property
     def name(self) -> str:
-        return (f"{self.dataset}-d{self.data_seed}-{self.variant}-h{self.width}-"
-                f"{self.optimizer}-{self.loss_fn}")
+        init = "" if self.shortcut_init is None else f"-{self.shortcut_init}"
+        batch = "full" if self.batch_size is None else self.batch_size
+        return (f"{self.spec.name}-{self.variant}{init}-h{self.width}-{self.optimizer}-"
+                f"{self.loss_fn}-b{batch}")
 
-    def columns(self, batch_size) -> dict[str, Any]:
-        return {"dataset": self.dataset, "data_seed": self.data_seed, "variant": self.variant,
-                "width": self.width, "optimizer": self.optimizer, "loss_fn": self.loss_fn,
-                "batch_size": "full" if batch_size is None else batch_size}
+    def columns(self) -> dict[str, Any]:
+        """The results columns every run of the group shares (results.ID_COLUMNS)."""
+        return {**self.spec.columns(), "variant": self.variant, "width": self.width,
+                "shortcut_init": self.shortcut_init, "optimizer": self.optimizer,
+                "loss_fn": self.loss_fn,
+                "batch_size": "full" if self.batch_size is None else self.batch_size}
 
 
 def auto_block_size(n: int, h: int, platform: str | None = None) -> int:
     """Runs vmapped in one call per device, from the (n, h) float32 activations of a run.
 
-    CPU: the power of two (1..64) of runs whose activations fill ~1 MiB, a core's cache.
-    Measured on a 2-core CPU (experiments/BENCHMARKS.md): n=1000, h=16 is fastest at 16;
-    n=4096, h=128 at 1 -- one run's activations already exceed the cache, and a vmapped block
-    only turns its matmuls into slower batched ones. Other platforms (GPU, TPU) want the device
-    filled instead: up to 4096 runs whose activations fit 32 MiB (a guess, not measured: no GPU
-    was lent to this project's benchmarks). platform: jax.default_backend() by default.
+    CPU: the power of two (1..64) of runs whose activations fill ~1 MiB, a core's cache (the
+    measurements behind it: experiments/BENCHMARKS.md). Other platforms (GPU, TPU) want the
+    device filled instead: up to 4096 runs whose activations fit 32 MiB (a guess, not measured).
+    platform: jax.default_backend() by default.
     """
     _positive_int("n", n)
     _positive_int("h", h)
@@ -179,16 +308,38 @@ def _positive_int(name: str, value) -> None:
         raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
 
 
-def default_loader(grid: Grid) -> Callable[[str, int], Data]:
-    """(dataset name, data seed) -> Data from the built-in tasks, sized by the grid."""
+def _real(name: str, value, low: float, high: float, what: str, *, open_low: bool = False,
+          open_high: bool = True) -> None:
+    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool)
+    ok = ok and (value > low if open_low else value >= low) and (
+        value < high if open_high else value <= high)
+    if not ok:
+        raise ValueError(f"{name}: expected {what}, got {value!r}")
 
-    def load(name: str, data_seed: int) -> Data:
-        key = jax.random.key(data_seed)
-        ds = data_lib.get_dataset(name, key, n_train=grid.n_train, n_test=grid.n_test,
-                                  d=grid.d, noise=grid.noise)
-        return Data(*ds)
 
-    return load
+def load_data(grid: Grid, spec: DataSpec) -> tuple[Dataset, dict[str, Any]]:
+    """(Dataset, provenance record) of one data set of the grid (data.describe + the spec)."""
+    if grid.csv is not None:
+        ds, info = data_lib.load_csv(grid.csv, grid.target, seed=spec.data_seed,
+                                     test_fraction=grid.test_fraction,
+                                     val_fraction=grid.val_fraction)
+        extra = {k: info[k] for k in ("path", "sha256", "target", "label_map")}
+    elif spec.dataset == "breast_cancer":
+        ds = data_lib.breast_cancer(spec.data_seed, grid.test_fraction, grid.val_fraction)
+        extra = {"source": "sklearn.datasets.load_breast_cancer", "label_map": {0: 0, 1: 1}}
+    else:
+        kwargs: dict[str, Any] = {}
+        if spec.linear_weight is not None:
+            kwargs["linear_weight"] = spec.linear_weight
+        if spec.dataset == "teacher":
+            kwargs.update(width=spec.teacher_width, shortcut=spec.teacher_shortcut,
+                          labels=grid.teacher_labels, flip=grid.teacher_flip,
+                          teacher_seed=grid.teacher_seed)
+        ds = data_lib.make_synthetic(spec.dataset, spec.data_seed, spec.n_train, grid.n_test,
+                                     spec.d, spec.noise, val_fraction=grid.val_fraction,
+                                     **kwargs)
+        extra = {"noise": spec.noise, **kwargs}
+    return ds, data_lib.describe(ds, spec.dataset, data_seed=spec.data_seed, **extra)
 
 
 # --- compiled execution -----------------------------------------------------------------------
@@ -198,10 +349,9 @@ def use_cpu_cores(count: int | None = None) -> int | None:
     """Give JAX one CPU device per core (or `count` devices); call before any JAX computation.
 
     A CPU device runs its elementwise kernels on one thread, so a sweep sharded over one
-    device per core uses every core (1.8x on 2 cores, experiments/BENCHMARKS.md); results do
-    not depend on the device count. Returns the count set, or None -- changing nothing -- when
-    XLA_FLAGS already sets --xla_force_host_platform_device_count or JAX's backend is running.
-    No effect on GPUs.
+    device per core uses every core (experiments/BENCHMARKS.md); results do not depend on the
+    device count. Returns the count set, or None -- changing nothing -- when XLA_FLAGS already
+    sets --xla_force_host_platform_device_count or JAX's backend is running. No effect on GPUs.
     """
     if count is None:
         count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
@@ -224,8 +374,8 @@ def make_mesh() -> Mesh:
 class Executor:
     """Compiled init / run-segment of one TrainConfig for one block of runs on each device.
 
-    init(draws, lrs, data) -> state; run(state, lrs, data, first) -> (state, metrics (R, k))
-    with R = block_runs = block_size x devices: eval points first .. first + k - 1,
+    init(draws, lrs, data, w_scales) -> state; run(state, lrs, data, first) -> (state, metrics
+    (R, k)) with R = block_runs = block_size x devices: eval points first .. first + k - 1,
     k = segment_evals (train.make_stages). `run_chunk` calls them block by block.
     """
 
@@ -240,7 +390,8 @@ class Executor:
         runs, rep = P("runs"), P()
         # init (no random draws: those come from draw_runs) runs once per block, so it is
         # compiled without LLVM optimization
-        self.init = jax.jit(jax.vmap(init, (0, 0, None)), out_shardings=NamedSharding(mesh, runs),
+        self.init = jax.jit(jax.vmap(init, (0, 0, None, 0)),
+                            out_shardings=NamedSharding(mesh, runs),
                             compiler_options={"xla_backend_optimization_level": 0})
         self.run = jax.jit(jax.shard_map(run_device, mesh=mesh, in_specs=(runs, runs, rep, rep),
                                          out_specs=runs), donate_argnums=0)
@@ -265,23 +416,28 @@ def _to_host(tree):
 
 def draw_runs(seeds: Sequence[int], d: int, h: int, dtype=jnp.float32) -> Draws:
     """train.draw for the run keys jax.random.key(seed), as NumPy: z (S, num_normals(d, h)),
-    batch_key as key data (S, ...). One compiled call for all of a sweep's seeds at its widest
-    width (every narrower width reads a prefix of z), so no shape group compiles a sampler."""
+    batch_key as key data (S, ...). One compiled program for all of a sweep's seeds at its
+    widest width (every narrower width reads a prefix of z), so no shape group compiles a
+    sampler."""
     seeds = np.asarray(seeds)
     if (seeds.ndim != 1 or len(seeds) == 0 or not np.issubdtype(seeds.dtype, np.integer)
             or seeds.min() < 0 or seeds.max() >= 2**32):
         raise ValueError(f"seeds: expected a non-empty sequence of integers in [0, 2**32), got "
                          f"{seeds.dtype}{list(seeds.shape)} {np.ravel(seeds).tolist()[:5]}")
-    keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
-    out = jax.jit(jax.vmap(draw, (0, None, None, None)), static_argnums=(1, 2, 3))(
-        keys, d, h, jnp.dtype(dtype))
-    return Draws(np.asarray(out.z), np.asarray(jax.random.key_data(out.batch_key)))
+    z, batch_key = _draw_runs(seeds.astype(np.uint32), d, h, jnp.dtype(dtype))
+    return Draws(np.asarray(z), np.asarray(batch_key))
 
 
-def run_chunk(executor: Executor, data: Data, lrs: np.ndarray, draws: Draws,
-              on_segment: Callable[[int], None] | None = None):
-    """Train len(lrs) runs (a whole number of blocks) from their draws (rows of draw_runs)
-    -> (final params, metrics (R, E)).
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _draw_runs(seeds, d, h, dtype):
+    out = jax.vmap(lambda s: draw(jax.random.key(s), d, h, dtype))(seeds)
+    return out.z, jax.random.key_data(out.batch_key)
+
+
+def run_chunk(executor: Executor, data: Dataset, lrs: np.ndarray, w_scales: np.ndarray,
+              draws: Draws, on_segment: Callable[[int], None] | None = None):
+    """Train len(lrs) runs (a whole number of blocks) from their draws (rows of draw_runs) and
+    shortcut scales -> (final params, metrics (R, E)).
 
     Each segment calls executor.run once per block (runs [j B, (j + 1) B), B = block_runs);
     the calls are dispatched asynchronously, so the devices do not wait for the host.
@@ -290,18 +446,22 @@ def run_chunk(executor: Executor, data: Data, lrs: np.ndarray, draws: Draws,
     if len(lrs) % B:
         raise ValueError(f"lrs: expected a multiple of the executor's {B} runs per block, got "
                          f"{len(lrs)} runs")
+    if len(w_scales) != len(lrs):
+        raise ValueError(f"w_scales: expected one per run ({len(lrs)}), got {len(w_scales)}")
     if len(draws.z) != len(lrs) or len(draws.batch_key) != len(lrs):
         raise ValueError(f"draws: expected one row per run ({len(lrs)}), got "
                          f"{len(draws.z)} z rows and {len(draws.batch_key)} batch keys")
-    lrs = np.asarray(lrs, np.float32)
-    data_g = Data(*(_global(mesh, np.asarray(a), P()) for a in data))
+    dtype = np.dtype(np.asarray(data.X_train).dtype)
+    lrs, w_scales = np.asarray(lrs, np.float32), np.asarray(w_scales, dtype)
+    data_g = Dataset(*(None if a is None else _global(mesh, np.asarray(a), P()) for a in data))
     with jax.default_matmul_precision(MATMUL_PRECISION):
         blocks = []  # [state, lrs, metrics of each segment] per block
         for j in range(0, len(lrs), B):
             draws_g = Draws(_global(mesh, draws.z[j:j + B], P("runs")), jax.random.wrap_key_data(
                 _global(mesh, draws.batch_key[j:j + B], P("runs"))))
             lrs_g = _global(mesh, lrs[j:j + B], P("runs"))
-            blocks.append([executor.init(draws_g, lrs_g, data_g), lrs_g, []])
+            scales_g = _global(mesh, w_scales[j:j + B], P("runs"))
+            blocks.append([executor.init(draws_g, lrs_g, data_g, scales_g), lrs_g, []])
         for start in executor.segments():
             first = _global(mesh, np.asarray(start, np.int32), P())
             for block in blocks:
@@ -328,25 +488,29 @@ def segment_evals(num_evals: int, target_segments: int = 20) -> int:
     return -(-num_evals // min(num_evals, target_segments))
 
 
-def estimate_bytes_per_run(config: TrainConfig, n_train: int, n_test: int, d: int) -> int:
+def estimate_bytes_per_run(config: TrainConfig, d: int) -> int:
     """Device bytes a run holds in a chunk: parameters x (1 + optimizer moments) + metrics."""
     h = config.h
     n_params = (d + 1) * h + (h + 1) + (d if config.shortcut else 0)
-    n_metrics = 16
+    n_metrics = 20
     return 4 * (3 * n_params + config.num_evals * n_metrics) + 64
 
 
-def chunk_size_for(grid: Grid, config: TrainConfig, n_runs: int, n_devices: int) -> int:
-    """Runs per chunk (whole blocks): the grid's chunk_size, else what fits memory_budget per
-    device. The block's activations (block x (n_train + n_test) x h x ~8 floats) come off first.
+def chunk_size_for(grid: Grid, config: TrainConfig, n_runs: int, n_devices: int,
+                   data: Dataset) -> int:
+    """Runs per chunk (whole blocks) on this data set: the grid's chunk_size, else what fits
+    memory_budget per device. The block's activations (block x (train + val + test rows) x h x
+    ~8 floats) come off first.
     """
-    block = grid.block(config.h)
+    n_train, d = np.shape(data.X_train)
+    block = grid.block(n_train, config.h)
     quantum = n_devices * block
     if grid.chunk_size is not None:
         size = grid.chunk_size
     else:
-        per_run = estimate_bytes_per_run(config, grid.n_train, grid.n_test, grid.d)
-        activations = block * (grid.n_train + grid.n_test) * config.h * 8 * 4
+        rows = n_train + len(data.Y_val) + len(data.Y_test)
+        per_run = estimate_bytes_per_run(config, d)
+        activations = block * rows * config.h * 8 * 4
         size = max(1, (grid.memory_budget - activations) // per_run) * n_devices
     size = min(size, n_runs)
     return max(quantum, -(-size // quantum) * quantum)  # round up to whole blocks per device
@@ -355,78 +519,127 @@ def chunk_size_for(grid: Grid, config: TrainConfig, n_runs: int, n_devices: int)
 # --- the driver --------------------------------------------------------------------------------
 
 
-def iter_chunks(grid: Grid, n_devices: int) -> Iterator[tuple[Group, int, list, int]]:
+def iter_chunks(grid: Grid, data: dict[DataSpec, Dataset], n_devices: int
+                ) -> Iterator[tuple[Group, int, list, int]]:
     """(group, chunk index, runs of the chunk, padded chunk size) in a fixed order."""
     runs = grid.runs()
-    for group in grid.groups():
-        size = chunk_size_for(grid, group.config, len(runs), n_devices)
+    for group in grid.groups(list(data)):
+        size = chunk_size_for(grid, group.config, len(runs), n_devices, data[group.spec])
         for c in range(-(-len(runs) // size)):
             yield group, c, runs[c * size:(c + 1) * size], size
 
 
-def run_sweep(grid: Grid, out_dir: str, *, load: Callable[[str, int], Data] | None = None,
-              progress: bool = True, extra_config: dict | None = None) -> results_lib.RunFolder:
-    """Run (or resume) the whole grid into out_dir; returns the finished RunFolder.
+def load_all(grid: Grid, load: Callable[[DataSpec], Dataset] | None = None
+             ) -> tuple[dict[DataSpec, Dataset], list[dict[str, Any]]]:
+    """Every data set of the grid, validated, with its provenance record; batch sizes checked
+    against each data set's training rows. Nothing compiles."""
+    datasets, records = {}, []
+    for spec in grid.data_specs():
+        if load is None:
+            ds, record = load_data(grid, spec)
+        else:
+            ds = load(spec)
+            if not isinstance(ds, Dataset):
+                raise TypeError(f"load: expected a data.Dataset from load({spec}), got "
+                                f"{type(ds).__name__}")
+            record = data_lib.describe(ds, spec.dataset, **spec.columns())
+        validate_data(ds)
+        n = len(ds.Y_train)
+        for b in grid.batch_size:
+            if b is not None and b > n:
+                raise ValueError(f"batch_size: expected at most the {n} training rows of "
+                                 f"{spec.name}, got {b}")
+        datasets[spec] = ds
+        records.append(record)
+    return datasets, records
 
-    Data from `load(dataset, data_seed)` (default: the built-in tasks) is validated before
-    anything compiles.
+
+def run_sweep(grid: Grid, out_dir: str, *, load: Callable[[DataSpec], Dataset] | None = None,
+              progress: bool = True, extra_config: dict | None = None) -> results_lib.RunFolder:
+    """Run (or resume) the whole grid into out_dir; returns the finished RunFolder, whose
+    `timings` holds seconds spent loading data, drawing, compiling, training and writing.
+
+    Data from `load(spec)` (default: `load_data`, the built-in tasks or the grid's CSV) are
+    validated, and recorded in config.json, before anything compiles. One writer per folder:
+    a second sweep on a folder another live process is writing stops with a message naming it.
     """
-    load = load or default_loader(grid)
-    datasets = {}
-    for name in grid.datasets:
-        for ds in grid.data_seeds:
-            datasets[(name, ds)] = data = Data(*load(name, ds))
-            validate_data(data)
-            if grid.batch_size is not None and grid.batch_size > data.X_train.shape[0]:
-                raise ValueError(f"batch_size: expected at most the {data.X_train.shape[0]} "
-                                 f"training examples of {name}, got {grid.batch_size}")
+    timings = dict.fromkeys(("data", "draws", "compile", "train", "write"), 0.0)
+    t0 = time.perf_counter()
+    datasets, records = load_all(grid, load)
+    timings["data"] = time.perf_counter() - t0
     mesh = make_mesh()
     n_devices = mesh.devices.size
     folder = results_lib.RunFolder(out_dir)
-    config = {"grid": grid.to_dict(), **(extra_config or {})}
-    folder.prepare(config, results_lib.provenance(MATMUL_PRECISION))
+    config = {"grid": grid.to_dict(), "data": records, **(extra_config or {})}
+    with folder.writing():
+        folder.prepare(config, results_lib.provenance(MATMUL_PRECISION))
+        folder.clean_temporaries()
+        chunks = list(iter_chunks(grid, datasets, n_devices))
+        done = np.array([folder.has_chunk(g.name, c) for g, c, _, _ in chunks], bool)
+        if jax.process_count() > 1:  # process 0's folder decides, for every process alike
+            done = np.asarray(multihost_utils.broadcast_one_to_all(done), bool)
+        todo = [c for c, ok in zip(chunks, done) if not ok]
+        _train(grid, folder, datasets, mesh, todo, progress, timings)
+        t0 = time.perf_counter()
+        folder.assemble([(g.name, c) for g, c, _, _ in chunks])
+        timings["write"] += time.perf_counter() - t0
+    folder.timings = timings
+    return folder
+
+
+def _train(grid, folder, datasets, mesh, todo, progress, timings) -> None:
+    """Train and save every chunk in `todo`; adds to timings (compile from JAX's own events)."""
+    from shortcut_jax import compilation
 
     # every seed's random numbers, per input dimension and dtype, drawn at the widest width
     # when first needed (not at all on a full resume): a narrower width reads a prefix, which
     # equals its own draw only with partitionable threefry (JAX's default); else one per width
     wide = jax.config.jax_threefry_partitionable
     draws: dict[tuple, Draws] = {}
-    chunks = list(iter_chunks(grid, n_devices))
-    todo = [c for c in chunks if not folder.has_chunk(c[0].name, c[1])]
-    executors: dict[TrainConfig, Executor] = {}
+    executors: dict[tuple, Executor] = {}
     bar = _progress_bar(progress, sum(len(c[2]) for c in todo) * grid.steps)
-    t0 = time.perf_counter()
+    start = time.perf_counter()
     for group, c, runs, size in todo:
-        if group.config not in executors:
-            executors[group.config] = Executor(group.config, mesh, grid.block(group.width),
-                                               segment_evals(group.config.num_evals))
+        data = datasets[group.spec]
+        n, d = np.shape(data.X_train)
+        ex_key = (group.config, grid.block(n, group.width))
+        if ex_key not in executors:
+            executors[ex_key] = Executor(group.config, mesh, ex_key[1],
+                                         segment_evals(group.config.num_evals))
         padded = runs + [runs[-1]] * (size - len(runs))
         lrs = np.array([r[0] for r in padded], np.float32)
         seeds = np.array([r[1] for r in padded], np.int64)
-
+        w_scale = 0.0 if group.shortcut_init is None else shortcut_w_scale(
+            group.shortcut_init, grid.shortcut_scale)
         label, n_real = f"{group.name} chunk {c}", len(runs)
 
         def on_segment(steps, label=label, n_real=n_real):
             bar.update(steps * n_real)
-            rate = bar.n / grid.steps / (time.perf_counter() - t0)
+            rate = bar.n / grid.steps / (time.perf_counter() - start)
             bar.set_postfix_str(f"{label}, {rate:.1f} runs/s")
 
-        data = datasets[(group.dataset, group.data_seed)]
-        key = (data.X_train.shape[1], max(grid.widths) if wide else group.width,
-               data.X_train.dtype)  # draw_runs' (d, h, dtype)
-        if key not in draws:
-            draws[key] = draw_runs(range(grid.seeds), *key)
+        key = (d, max(grid.widths) if wide else group.width, np.dtype(data.X_train.dtype))
+        if key not in draws:  # draw_runs' (d, h, dtype)
+            t0 = time.perf_counter()
+            with compilation.tally() as compiled:
+                draws[key] = draw_runs(range(grid.seeds), *key)
+            timings["compile"] += compiled.seconds
+            timings["draws"] += time.perf_counter() - t0 - compiled.seconds
         rows = draws[key]
-        params, metrics = run_chunk(executors[group.config], data, lrs,
-                                    Draws(rows.z[seeds], rows.batch_key[seeds]), on_segment)
-        folder.save_chunk(group.name, c, group.columns(grid.batch_size),
-                          np.array([r[0] for r in runs]), seeds[:n_real], group.config.eval_every,
+        t0 = time.perf_counter()
+        with compilation.tally() as compiled:
+            params, metrics = run_chunk(executors[ex_key], data, lrs, np.full(size, w_scale),
+                                        Draws(rows.z[seeds], rows.batch_key[seeds]), on_segment)
+        timings["compile"] += compiled.seconds
+        timings["train"] += time.perf_counter() - t0 - compiled.seconds
+        t0 = time.perf_counter()
+        folder.save_chunk(group.name, c, group.columns(), np.array([r[0] for r in runs]),
+                          seeds[:n_real], group.config.eval_every,
                           {k: v[:n_real] for k, v in metrics.items()},
                           {k: np.asarray(v)[:n_real] for k, v in params._asdict().items()
                            if v is not None})
+        timings["write"] += time.perf_counter() - t0
     bar.close()
-    folder.assemble([(g.name, c) for g, c, _, _ in chunks])
-    return folder
 
 
 def _progress_bar(enabled: bool, total: int):

@@ -9,14 +9,17 @@ order, so plain and shortcut runs of one key are paired.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from shortcut_jax import diagnostics
+from shortcut_jax.data import Dataset
 from shortcut_jax.grads import manual_grad, manual_grad_bce
 from shortcut_jax.model import (
     Params,
@@ -28,6 +31,7 @@ from shortcut_jax.model import (
     num_normals,
     params_from_normals,
     predict,
+    shortcut_w_scale,
 )
 
 LOSSES: dict[str, tuple[Callable, Callable, Callable]] = {  # (J, dJ/dtheta, J from a forward)
@@ -45,21 +49,14 @@ OPTIMIZERS: dict[str, Callable[[Any], optax.GradientTransformation]] = {
 GRADS = ("manual", "autodiff")
 
 
-class Data(NamedTuple):
-    """X_train (n, d), Y_train (n,), X_test (m, d), Y_test (m,) -- the fields of data.Dataset."""
-
-    X_train: jax.Array
-    Y_train: jax.Array
-    X_test: jax.Array
-    Y_test: jax.Array
-
-
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Static settings of one shape group; the key and learning rate are traced arguments.
 
     optimizer: a name in OPTIMIZERS or a callable lr -> optax.GradientTransformation.
     batch_size: None for full-batch steps, else minibatches reshuffled every epoch.
+    shortcut_init, shortcut_scale: W's start (model.init_params); the sweep passes its scale as
+    a traced argument instead, so that one program serves every shortcut_init.
     """
 
     h: int
@@ -71,6 +68,7 @@ class TrainConfig:
     grad: str = "manual"
     batch_size: int | None = None
     shortcut_init: str = "zeros"
+    shortcut_scale: float = 1.0
 
     def __post_init__(self):
         for name in ("h", "steps", "eval_every"):
@@ -92,6 +90,12 @@ class TrainConfig:
         b = self.batch_size
         if b is not None and (isinstance(b, bool) or not isinstance(b, int) or b < 1):
             raise ValueError(f"batch_size: expected None or an integer >= 1, got {b!r}")
+        shortcut_w_scale(self.shortcut_init, self.shortcut_scale)  # checks both
+
+    @property
+    def w_scale(self) -> float:
+        """The factor s of the shortcut's start W = s * N(0, 1/d) (0 for "zeros")."""
+        return shortcut_w_scale(self.shortcut_init, self.shortcut_scale)
 
     @property
     def num_evals(self) -> int:
@@ -140,28 +144,32 @@ class TrainState(NamedTuple):
     step: jax.Array  # int32 scalar
 
 
-def check_data(data: Any, batch_size: int | None = None) -> Data:
-    """Shapes and dtypes of a Dataset-like 4-tuple; values are checked by `validate_data`."""
-    if not (isinstance(data, tuple) and len(data) == 4):
-        raise TypeError("data: expected (X_train, Y_train, X_test, Y_test) such as a "
-                        f"data.Dataset, got {type(data).__name__}")
-    data = Data(*(jnp.asarray(a) for a in data))
-    for name, a in data._asdict().items():
-        if name.startswith("X") and (a.ndim != 2 or not jnp.issubdtype(a.dtype, jnp.floating)):
-            raise ValueError(f"data.{name}: expected a floating (n, d) array, got "
-                             f"{a.dtype}{list(a.shape)}")
-        if name.startswith("Y") and a.ndim != 1:
-            raise ValueError(f"data.{name}: expected shape (n,), got {a.shape}")
-    n, d = data.X_train.shape
-    if n < 1 or data.Y_train.shape != (n,):
-        raise ValueError(f"data.Y_train: expected shape ({n},) to match X_train "
-                         f"{data.X_train.shape}, got {data.Y_train.shape}")
-    if data.X_test.shape[0] < 1:
-        raise ValueError(f"data.X_test: expected at least one test example, got shape "
-                         f"{data.X_test.shape}")
-    if data.X_test.shape[1] != d or data.Y_test.shape != (data.X_test.shape[0],):
-        raise ValueError(f"data.X_test/Y_test: expected shapes (m, {d}) and (m,), got "
-                         f"{data.X_test.shape} and {data.Y_test.shape}")
+def check_data(data: Any, batch_size: int | None = None) -> Dataset:
+    """Shapes and dtypes of a data.Dataset (NumPy or jax arrays, or tracers: nothing is copied
+    or converted, so nothing compiles); values are checked by `validate_data`."""
+    if isinstance(data, tuple) and not isinstance(data, Dataset) and len(data) in (6, 7):
+        data = Dataset(*data)
+    if not isinstance(data, Dataset):
+        raise TypeError("data: expected a data.Dataset (X_train, Y_train, X_val, Y_val, X_test, "
+                        f"Y_test[, P_test]), got {type(data).__name__}")
+    data = Dataset(*(a if a is None or hasattr(a, "shape") else np.asarray(a) for a in data))
+    d = data.X_train.shape[-1] if data.X_train.ndim == 2 else None
+    for split in ("train", "val", "test"):
+        X, Y = getattr(data, f"X_{split}"), getattr(data, f"Y_{split}")
+        if X.ndim != 2 or X.shape[1] != d or not jnp.issubdtype(X.dtype, jnp.floating):
+            raise ValueError(f"data.X_{split}: expected a floating (n, d) array"
+                             f"{'' if d is None or split == 'train' else f' with d={d}'}, got "
+                             f"{X.dtype}{list(X.shape)}")
+        if X.shape[0] < 1:
+            raise ValueError(f"data.X_{split}: expected at least one example, got shape "
+                             f"{X.shape}")
+        if Y.shape != (X.shape[0],):
+            raise ValueError(f"data.Y_{split}: expected shape ({X.shape[0]},) to match "
+                             f"X_{split} {X.shape}, got {Y.shape}")
+    if data.P_test is not None and data.P_test.shape != data.Y_test.shape:
+        raise ValueError(f"data.P_test: expected shape {data.Y_test.shape} like Y_test, got "
+                         f"{data.P_test.shape}")
+    n = data.X_train.shape[0]
     if batch_size is not None and batch_size > n:
         raise ValueError(f"batch_size: expected at most the {n} training examples, "
                          f"got {batch_size}")
@@ -170,11 +178,11 @@ def check_data(data: Any, batch_size: int | None = None) -> Data:
 
 def validate_data(data: Any) -> None:
     """Concrete checks before anything compiles: finite features, labels exactly 0 or 1."""
-    import numpy as np
-
     for name, a in check_data(data)._asdict().items():
+        if a is None:
+            continue
         a = np.asarray(a)
-        if name.startswith("X") and not np.all(np.isfinite(a)):
+        if name.startswith(("X", "P")) and not np.all(np.isfinite(a)):
             raise ValueError(f"data.{name}: expected finite values, found "
                              f"{int(np.sum(~np.isfinite(a)))} NaN/inf entries")
         if name.startswith("Y") and not np.all((a == 0) | (a == 1)):
@@ -197,30 +205,34 @@ def make_grad_fn(config: TrainConfig) -> Callable[[Params, jax.Array, jax.Array]
     return manual if config.grad == "manual" else jax.grad(objective)
 
 
-def evaluate(config: TrainConfig, params: Params, data: Data) -> dict[str, jax.Array]:
-    """Scalar metrics of one run at one eval point (full training set, test set, diagnostics).
+def evaluate(config: TrainConfig, params: Params, data: Dataset) -> dict[str, jax.Array]:
+    """Scalar metrics of one run at one eval point: loss and accuracy of each split (and, with a
+    teacher, test_gen_err = mean 1/2 (y_hat - p_teacher)^2 on the test inputs), diagnostics.
 
     Each split's forward pass is traced once and read by every metric of that split (the
     gradient traces its own training pass, which XLA merges with this one).
     """
     loss_from = LOSSES[config.loss_fn][2]
     g = make_grad_fn(config)(params, data.X_train, data.Y_train)
-    train = forward_columns(params, data.X_train)
-    test = forward_columns(params, data.X_test)
-    out = {
-        "train_loss": loss_from(train, data.Y_train),
-        "train_acc": _accuracy_from(train[3], data.Y_train),
-        "test_loss": loss_from(test, data.Y_test),
-        "test_acc": _accuracy_from(test[3], data.Y_test),
-        "grad_norm": optax.tree.norm(g),
-    }
+    out = {}
+    for split in ("train", "val", "test"):
+        X, Y = getattr(data, f"X_{split}"), getattr(data, f"Y_{split}")
+        fwd = forward_columns(params, X)
+        out[f"{split}_loss"] = loss_from(fwd, Y)
+        out[f"{split}_acc"] = _accuracy_from(fwd.y_hat, Y)
+        if split == "train":
+            train = fwd
+    if data.P_test is not None:
+        out["test_gen_err"] = jnp.mean(0.5 * (fwd.y_hat - data.P_test) ** 2)
+    out["grad_norm"] = optax.tree.norm(g)
     out.update(diagnostics.at_eval(params, g, data.X_train, train))
     return out
 
 
 def make_stages(config: TrainConfig):
-    """(init, run): init(draws, lr, data) -> state; run(state, lr, data, k, first=0) -> (state,
-    metrics (k,)). draws = draw(key, d, config.h) or a wider draw (see `draw`).
+    """(init, run): init(draws, lr, data, w_scale=config.w_scale) -> state; run(state, lr, data,
+    k, first=0) -> (state, metrics (k,)). draws = draw(key, d, config.h) or a wider draw (see
+    `draw`); w_scale (may be traced) sets the shortcut's start W = w_scale * N(0, 1/d).
 
     `run` repeats k times: record the metrics of eval point `first + i` (step
     (first + i) * eval_every), then train eval_every steps -- except after the last eval point
@@ -231,7 +243,7 @@ def make_stages(config: TrainConfig):
     grad_fn = make_grad_fn(config)
     full_batch_manual = config.batch_size is None and config.grad == "manual"
 
-    def init(draws: Draws, lr: jax.Array, data: Data) -> TrainState:
+    def init(draws: Draws, lr: jax.Array, data: Dataset, w_scale=None) -> TrainState:
         if not isinstance(draws, Draws):
             raise TypeError(f"draws: expected a train.Draws, e.g. draw(key, d, h), got "
                             f"{type(draws).__name__}")
@@ -242,11 +254,12 @@ def make_stages(config: TrainConfig):
             raise TypeError(f"draws.z: expected the data's dtype {data.X_train.dtype} (draw(key, "
                             f"d, h, dtype=data.X_train.dtype)), got {z_dtype}")
         params = params_from_normals(draws.z, data.X_train.shape[1], config.h,
-                                     shortcut=config.shortcut, shortcut_init=config.shortcut_init)
+                                     shortcut=config.shortcut,
+                                     w_scale=config.w_scale if w_scale is None else w_scale)
         opt_state = config.make_optimizer(lr).init(params)
         return TrainState(params, opt_state, draws.batch_key, jnp.zeros((), jnp.int32))
 
-    def batch(state: TrainState, data: Data) -> tuple[jax.Array, jax.Array]:
+    def batch(state: TrainState, data: Dataset) -> tuple[jax.Array, jax.Array]:
         if config.batch_size is None:
             return data.X_train, data.Y_train
         n, b = data.X_train.shape[0], config.batch_size
@@ -256,7 +269,7 @@ def make_stages(config: TrainConfig):
         idx = jax.lax.dynamic_slice(order, (i * b,), (b,))
         return data.X_train[idx], data.Y_train[idx]
 
-    def step(state: TrainState, lr: jax.Array, data: Data, XT) -> TrainState:
+    def step(state: TrainState, lr: jax.Array, data: Dataset, XT) -> TrainState:
         X, Y = batch(state, data)
         # full batch: X^T made once per run call, not every step (XLA does not hoist it)
         g = grad_fn(state.params, X, Y, XT=XT) if full_batch_manual else grad_fn(
@@ -265,7 +278,7 @@ def make_stages(config: TrainConfig):
         params = optax.apply_updates(state.params, updates)
         return TrainState(params, opt_state, state.key, state.step + 1)
 
-    def run(state: TrainState, lr: jax.Array, data: Data, num_evals: int, first=0):
+    def run(state: TrainState, lr: jax.Array, data: Dataset, num_evals: int, first=0):
         data = check_data(data, config.batch_size)
         XT = data.X_train.T if full_batch_manual else None
 
@@ -287,7 +300,7 @@ def make_train(config: TrainConfig):
     """
     init, run = make_stages(config)
 
-    def train(key: jax.Array, lr: jax.Array, data: Data):
+    def train(key: jax.Array, lr: jax.Array, data: Dataset):
         data = check_data(data, config.batch_size)
         draws = draw(key, data.X_train.shape[1], config.h, data.X_train.dtype)
         state, metrics = run(init(draws, lr, data), lr, data, config.num_evals)
@@ -301,22 +314,23 @@ def fit(params: Params, X: jax.Array, Y: jax.Array,
         grad: str = "manual") -> tuple[Params, jax.Array]:
     """Train one model from `params` for `steps` full-batch steps -> (params, losses (steps,)).
 
-    losses[t] is J before step t. Compiled as one `lax.scan`.
+    losses[t] is J before step t. Compiled as one `lax.scan`, once per optimizer object, steps,
+    loss_fn, grad and shapes: calling fit again with the same optimizer does not recompile.
     """
     config = TrainConfig(h=params.W1.shape[0], steps=steps, eval_every=steps, loss_fn=loss_fn,
                          grad=grad)
-    objective = LOSSES[loss_fn][0]
-    grad_fn = make_grad_fn(config)
+    return _fit(params, X, Y, optimizer, config)
 
-    @jax.jit
-    def _fit(params, X, Y):
-        def step(carry, _):
-            params, opt_state = carry
-            value, g = objective(params, X, Y), grad_fn(params, X, Y)
-            updates, opt_state = optimizer.update(g, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), value
 
-        (params, _), losses = jax.lax.scan(step, (params, optimizer.init(params)), length=steps)
-        return params, losses
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _fit(params, X, Y, optimizer, config: TrainConfig):
+    objective, grad_fn = LOSSES[config.loss_fn][0], make_grad_fn(config)
 
-    return _fit(params, X, Y)
+    def step(carry, _):
+        params, opt_state = carry
+        value, g = objective(params, X, Y), grad_fn(params, X, Y)
+        updates, opt_state = optimizer.update(g, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), value
+
+    (params, _), losses = jax.lax.scan(step, (params, optimizer.init(params)), length=config.steps)
+    return params, losses

@@ -444,7 +444,7 @@ def test_hessian_spectrum_dead_unit_gives_zero_curvature(x64, shortcut):
     d, h, n = 3, 4, 8  # the shapes of the test above: the jitted functions are reused
     p, X, Y = kink_free_problem(d, h, n, shortcut)
     p = p._replace(W1=p.W1.at[2].set(jnp.ones(d)), b1=p.b1.at[2].set(-100.0))
-    assert np.all(np.asarray(sj.forward_batch(p, X)[0])[:, 2] < -90)
+    assert np.all(np.asarray(sj.model.forward_batch(p, X).z1)[:, 2] < -90)
     N = sj.num_params(d, h, shortcut=shortcut)
 
     # indices of the dead unit's parameters in the flat vector, found by raveling a mask

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import shortcut_jax as sj
+from shortcut_jax.model import num_normals, params_from_normals, shortcut_w_scale
 from tests.reference import np_loss
 
 
@@ -38,6 +39,21 @@ def test_init_is_paired_between_plain_and_shortcut():
     drawn = sj.init_params(key, 4, 8, shortcut_init="lecun")
     np.testing.assert_array_equal(drawn.W1, plain.W1)
     assert float(jnp.abs(drawn.W).sum()) > 0
+    half = sj.init_params(key, 4, 8, shortcut_init="lecun", shortcut_scale=0.5)
+    np.testing.assert_allclose(half.W, 0.5 * drawn.W, rtol=1e-6)
+    assert not np.signbit(shortcut.W).any()  # +0.0, not -0.0
+
+
+def test_a_traced_shortcut_scale_gives_the_static_inits():
+    """The sweep passes W's scale as data: one program, bitwise the static initialisations."""
+    key, d, h = jax.random.key(5), 3, 4
+    z = jax.random.normal(key, (num_normals(d, h),))
+    from_scale = jax.jit(lambda z, s: params_from_normals(z, d, h, w_scale=s))
+    for init, scale in (("zeros", 1.0), ("lecun", 1.0), ("lecun", 0.25)):
+        want = sj.init_params(key, d, h, shortcut_init=init, shortcut_scale=scale)
+        got = from_scale(z, jnp.float32(shortcut_w_scale(init, scale)))
+        for w, g in zip(want, got):
+            np.testing.assert_array_equal(g, w)
 
 
 @pytest.mark.parametrize("h", [1, 4, 16, 63])
@@ -45,12 +61,12 @@ def test_params_from_a_wider_draw_equal_init_params(h):
     """The sweep draws once at its widest width: a prefix of that draw is init_params' draw,
     bitwise, eagerly and under jit."""
     key, d = jax.random.key(7), 3
-    wide = jax.random.normal(key, (sj.num_normals(d, 64),))
+    wide = jax.random.normal(key, (num_normals(d, 64),))
     for shortcut_init in ("zeros", "lecun"):
         want = sj.init_params(key, d, h, shortcut_init=shortcut_init)
-        got = sj.params_from_normals(wide, d, h, shortcut_init=shortcut_init)
-        jitted = jax.jit(lambda z, si=shortcut_init: sj.params_from_normals(
-            z, d, h, shortcut_init=si))(wide)
+        s = shortcut_w_scale(shortcut_init)
+        got = params_from_normals(wide, d, h, w_scale=s)
+        jitted = jax.jit(lambda z, s=s: params_from_normals(z, d, h, w_scale=s))(wide)
         for w, g, j in zip(want, got, jitted):
             np.testing.assert_array_equal(g, w)
             np.testing.assert_array_equal(j, w)
@@ -59,10 +75,10 @@ def test_params_from_a_wider_draw_equal_init_params(h):
 def test_params_from_normals_refuses_too_few_draws():
     with pytest.raises(ValueError, match=r"z: expected a floating 1-D array of at least 14 "
                                          r"normals for d=2, h=4, got float32\[13\]"):
-        sj.params_from_normals(jnp.zeros(13), 2, 4)
+        params_from_normals(jnp.zeros(13), 2, 4)
     with pytest.raises(TypeError, match=r"z: expected an array of standard normals, got "
                                         r"NoneType"):
-        sj.params_from_normals(None, 2, 4)
+        params_from_normals(None, 2, 4)
 
 
 def test_init_scale_is_he_and_lecun():
@@ -155,7 +171,8 @@ Y5 = jnp.zeros(5)
         (lambda: sj.init_params(jax.random.key(0), 3, -2), ValueError, r"h: expected an integer >= 1, got -2"),
         (lambda: sj.init_params(jax.random.key(0), 3, 2.5), ValueError, r"h: expected an integer >= 1, got 2.5"),
         (lambda: sj.init_params(jax.random.key(0), 3, 4, dtype=jnp.int32), TypeError, r"dtype: expected a floating"),
-        (lambda: sj.init_params(jax.random.key(0), 3, 4, shortcut_init="ones"), ValueError, r"shortcut_init: expected"),
+        (lambda: sj.init_params(jax.random.key(0), 3, 4, shortcut_init="ones"), ValueError, r"shortcut_init: expected one of \('zeros', 'lecun'\), got 'ones'"),
+        (lambda: sj.init_params(jax.random.key(0), 3, 4, shortcut_init="lecun", shortcut_scale=-1.0), ValueError, r"shortcut_scale: expected a finite number >= 0, got -1.0"),
         (lambda: sj.num_params(0, 4), ValueError, r"d: expected an integer >= 1"),
     ],
 )

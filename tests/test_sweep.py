@@ -16,7 +16,6 @@ import pytest
 
 import shortcut_jax as sj
 from shortcut_jax import sweep as sweep_lib
-from shortcut_jax.train import Data
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP = str(ROOT / "experiments" / "sweep.py")
@@ -24,7 +23,7 @@ SMALL = dict(datasets=("xor",), widths=(4,), lrs=(0.5, 1.0), seeds=4, steps=20, 
              n_train=64, n_test=64, block_size=2)
 CLI = ["--dataset", "xor", "--widths", "4", "--lrs", "0.5", "1.0", "--seeds", "4", "--steps",
        "20", "--eval-every", "10", "--n-train", "64", "--n-test", "64", "--block-size", "2",
-       "--no-progress"]
+       "--no-progress", "--no-compile-cache"]
 # XLA's CPU dot kernels may round the last bit differently with buffer layout, which changes
 # with the number of runs per device; parameters and losses have come out bitwise equal, the
 # per-eval gradient-norm diagnostics within this tolerance.
@@ -70,8 +69,9 @@ def reference(tmp_path_factory):
 def test_results_table_is_tidy(reference):
     rows = read(reference)
     assert len(rows) == 2 * 2 * 4 * 3  # variants x lrs x seeds x evals (steps 0, 10, 20)
-    for col in ("variant", "width", "lr", "seed", "optimizer", "loss_fn", "step", "train_loss",
-                "train_acc", "test_loss", "test_acc", "grad_norm"):
+    assert list(rows[0])[:len(sj.results.ID_COLUMNS)] == list(sj.results.ID_COLUMNS)
+    for col in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
+                "grad_norm"):
         assert col in rows[0]
     assert {r["variant"] for r in rows} == {"plain", "shortcut"}
     assert {r["step"] for r in rows} == {"0", "10", "20"}
@@ -84,7 +84,7 @@ def test_results_table_is_tidy(reference):
 def test_sweep_runs_equal_single_runs(reference):
     """Each (variant, lr, seed) row equals make_train run alone (the vmapped sweep vs a loop)."""
     rows = read(reference)
-    data = Data(*sj.data.get_dataset("xor", jax.random.key(0), n_train=64, n_test=64))
+    data = sj.data.get_dataset("xor", 0, n_train=64, n_test=64)
     for variant in ("plain", "shortcut"):
         cfg = sj.TrainConfig(h=4, shortcut=variant == "shortcut", steps=20, eval_every=10)
         train = jax.jit(sj.make_train(cfg))
@@ -140,7 +140,8 @@ def test_chunking_does_not_change_results(reference, tmp_path):
 def test_memory_budget_splits_into_chunks():
     grid = sj.Grid(**{**SMALL, "seeds": 64, "memory_budget": 40_000})
     group = grid.groups()[0]
-    size = sweep_lib.chunk_size_for(grid, group.config, len(grid.runs()), 1)
+    data = sj.data.get_dataset("xor", 0, n_train=64, n_test=64)
+    size = sweep_lib.chunk_size_for(grid, group.config, len(grid.runs()), 1, data)
     assert 2 <= size < len(grid.runs()) and size % 2 == 0  # whole blocks
 
 
@@ -273,7 +274,10 @@ def test_segments_past_the_last_eval_point_change_nothing(reference, tmp_path, m
     (dict(optimizers=("lbfgs",)), r"optimizers: expected names in .*'lbfgs'"),
     (dict(loss_fns=("hinge",)), r"loss_fns: expected names in .*'hinge'"),
     (dict(variants=("resnet",)), r"variants: expected values in"),
-    (dict(batch_size=65), r"batch_size: expected at most n_train=64, got 65"),
+    (dict(batch_size=0), r"batch_size: expected an integer >= 1, got 0"),
+    (dict(linear_weight=0.5), r"linear_weight: applies to the data sets \['linear_xor'\], "
+                              r"not to \['xor'\]"),
+    (dict(teacher_width=(2,)), r"teacher_width: applies to the data sets \['teacher'\]"),
     (dict(eval_every=7), r"eval_every: expected a divisor of steps=20, got 7"),
 ])
 def test_bad_grid_raises(change, match):
@@ -281,23 +285,29 @@ def test_bad_grid_raises(change, match):
         sj.Grid(**{**SMALL, **change})
 
 
+def _set(a, index, value):
+    a = np.array(a)
+    a[index] = value
+    return a
+
+
 @pytest.mark.parametrize("corrupt, match", [
-    (lambda d: d._replace(X_train=d.X_train.at[1, 1].set(jnp.inf)),
+    (lambda d: d._replace(X_train=_set(d.X_train, (1, 1), np.inf)),
      r"data.X_train: expected finite values"),
-    (lambda d: d._replace(Y_train=d.Y_train.at[0].set(-1.0)),
+    (lambda d: d._replace(Y_train=_set(d.Y_train, 0, -1.0)),
      r"data.Y_train: expected labels 0 or 1"),
     (lambda d: d._replace(X_train=d.X_train[:8], Y_train=d.Y_train[:8]),
-     r"batch_size: expected at most the 8 training examples of xor, got 16"),
+     r"batch_size: expected at most the 8 training rows of xor-s0-n64-d2-noise0.05, got 16"),
 ])
 def test_bad_data_is_refused_before_compiling(corrupt, match, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("compiled before validating")
 
     monkeypatch.setattr(sweep_lib, "Executor", boom)
-    data = Data(*sj.data.get_dataset("xor", jax.random.key(0), n_train=64, n_test=64))
+    data = sj.data.get_dataset("xor", 0, n_train=64, n_test=64)
     with pytest.raises(ValueError, match=match):
         sj.run_sweep(sj.Grid(**{**SMALL, "batch_size": 16}), str(tmp_path / "x"),
-                     load=lambda name, seed: corrupt(data), progress=False)
+                     load=lambda spec: corrupt(data), progress=False)
     assert not (tmp_path / "x" / "chunks").exists()
 
 
@@ -306,8 +316,14 @@ def test_cli_help_lists_every_flag():
                          check=True).stdout
     for flag in ("--dataset", "--n-train", "--variants", "--widths", "--lrs", "--seeds",
                  "--steps", "--eval-every", "--optimizer", "--loss", "--batch-size", "--out",
-                 "--chunk-size"):
+                 "--chunk-size", "--data", "--target", "--val-fraction", "--no-compile-cache"):
         assert flag in out
+    # the grid's n_train, n_test and d are the synthetic tasks' only, and say so
+    entries = out.split("\n  --")  # one help entry per flag
+    for flag in ("n-train", "n-test", "dim", "noise"):
+        entry = next(e for e in entries if e.startswith(flag + " "))
+        assert "synthetic tasks only" in entry, flag
+    assert "input jitter, not label noise" in " ".join(out.split())
 
 
 @pytest.mark.parametrize("partitionable", [True, False])
@@ -336,15 +352,17 @@ def test_a_finished_sweep_resumes_without_drawing_or_compiling(reference, monkey
 def test_run_chunk_refuses_partial_blocks_and_missing_draws():
     cfg = sj.TrainConfig(h=4, steps=20, eval_every=10)
     ex = sweep_lib.Executor(cfg, sweep_lib.make_mesh(), 2, 3)
-    data = Data(*sj.data.get_dataset("xor", jax.random.key(0), n_train=64, n_test=64))
+    data = sj.data.get_dataset("xor", 0, n_train=64, n_test=64)
     B = ex.block_runs
     draws = sweep_lib.draw_runs(range(B + 1), 2, 4)
     with pytest.raises(ValueError, match=rf"lrs: expected a multiple of the executor's {B} "
                                          rf"runs per block, got {B + 1} runs"):
-        sweep_lib.run_chunk(ex, data, np.full(B + 1, 0.5), draws)
+        sweep_lib.run_chunk(ex, data, np.full(B + 1, 0.5), np.zeros(B + 1), draws)
+    with pytest.raises(ValueError, match=rf"w_scales: expected one per run \({B}\), got 1"):
+        sweep_lib.run_chunk(ex, data, np.full(B, 0.5), np.zeros(1), draws)
     with pytest.raises(ValueError, match=rf"draws: expected one row per run \({B}\), got "
                                          rf"{B + 1} z rows"):
-        sweep_lib.run_chunk(ex, data, np.full(B, 0.5), draws)
+        sweep_lib.run_chunk(ex, data, np.full(B, 0.5), np.zeros(B), draws)
 
 
 @pytest.mark.parametrize("seeds", [[-1], [2**32], [1.7], [], 5, [True]])
@@ -372,8 +390,9 @@ def test_auto_block_size_fills_about_a_megabyte():
                                         r"got 5"):
         auto_block_size(1000, 16, platform=5)
     grid = sj.Grid(**{**SMALL, "block_size": None})
-    assert grid.block(4) == 8  # capped at the group's 2 lrs x 4 seeds
-    assert sj.Grid(**{**SMALL, "block_size": None, "seeds": 100}).block(4) == 64
-    assert sj.Grid(**SMALL).block(4) == 2
+    assert grid.block(51, 4) == 8  # capped at the group's 2 lrs x 4 seeds
+    assert sj.Grid(**{**SMALL, "block_size": None, "seeds": 100}).block(51, 4) == 64
+    assert sj.Grid(**{**SMALL, "block_size": None, "seeds": 100}).block(4096, 64) == 1
+    assert sj.Grid(**SMALL).block(51, 4) == 2
     with pytest.raises(ValueError, match="block_size: expected an integer >= 1, got 0"):
         sj.Grid(**{**SMALL, "block_size": 0})

@@ -8,12 +8,12 @@ import optax
 import pytest
 
 import shortcut_jax as sj
-from shortcut_jax.train import Data, TrainConfig, check_data, validate_data
+from shortcut_jax.train import Draws, TrainConfig, check_data, draw, make_stages, validate_data
 
 
-def toy_data(key=0, n=96, m=64, d=2):
-    ds = sj.data.make_synthetic("xor", jax.random.key(key), n, m, d=d)
-    return Data(*ds)
+def toy_data(seed=0, n=120, m=64, d=2):
+    """xor with 96 training rows (24 held out for validation), 64 test rows."""
+    return sj.data.make_synthetic("xor", seed, n, m, d=d)
 
 
 DATA = toy_data()
@@ -143,6 +143,23 @@ def test_fit_matches_a_hand_written_sgd_loop():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
+def test_fit_compiles_once_per_configuration(monkeypatch):
+    """fit's scan is traced once for an optimizer, steps, loss and shapes, however often it
+    is called; a new number of steps is a new program."""
+    from shortcut_jax import train as train_lib
+
+    traces = []
+    real = train_lib.make_grad_fn
+    monkeypatch.setattr(train_lib, "make_grad_fn", lambda c: traces.append(c) or real(c))
+    tx = optax.sgd(0.1)
+    p = sj.init_params(jax.random.key(0), 2, 5)
+    for _ in range(3):
+        sj.fit(p, DATA.X_train, DATA.Y_train, tx, 7)
+    assert len(traces) == 1
+    sj.fit(p, DATA.X_train, DATA.Y_train, tx, 8)
+    assert len(traces) == 2
+
+
 def test_jitted_train_does_not_recompile():
     cfg = TrainConfig(h=3, steps=10, eval_every=5)
     train = jax.jit(chex.assert_max_traces(sj.make_train(cfg), n=1))
@@ -155,14 +172,28 @@ def test_metrics_are_recorded_every_eval_every():
     cfg = TrainConfig(h=3, steps=40, eval_every=10)
     _, m = jax.jit(sj.make_train(cfg))(jax.random.key(0), 0.5, DATA)
     assert cfg.num_evals == 5
-    for name in ("train_loss", "train_acc", "test_loss", "test_acc", "grad_norm", "dead_frac",
-                 "saturated_frac", "shortcut_share", "max_overlap", "grad_norm_W1"):
+    for name in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
+                 "grad_norm", "dead_frac", "saturated_frac", "shortcut_share", "max_overlap",
+                 "grad_norm_W1"):
         assert m[name].shape == (5,), name
     p0 = sj.init_params(jax.random.split(jax.random.key(0))[0], 2, 3)
     np.testing.assert_allclose(m["train_loss"][0], sj.loss(p0, DATA.X_train, DATA.Y_train),
                                rtol=1e-6)
     np.testing.assert_allclose(m["test_acc"][0], jnp.mean(
         (sj.predict(p0, DATA.X_test) > 0.5) == (DATA.Y_test > 0.5)), rtol=1e-6)
+    np.testing.assert_allclose(m["val_loss"][0], sj.loss(p0, DATA.X_val, DATA.Y_val), rtol=1e-6)
+    np.testing.assert_allclose(m["val_acc"][0], jnp.mean(
+        (sj.predict(p0, DATA.X_val) > 0.5) == (DATA.Y_val > 0.5)), rtol=1e-6)
+    assert "test_gen_err" not in m  # only with a teacher
+
+
+def test_teacher_data_adds_the_generalisation_error():
+    data = sj.data.make_synthetic("teacher", 0, 80, 50, d=3, width=2)
+    cfg = TrainConfig(h=3, steps=10, eval_every=10)
+    params, m = jax.jit(sj.make_train(cfg))(jax.random.key(0), 0.5, data)
+    y_hat = sj.predict(params, data.X_test)
+    np.testing.assert_allclose(m["test_gen_err"][-1],
+                               np.mean(0.5 * (np.asarray(y_hat) - data.P_test) ** 2), rtol=1e-5)
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -182,13 +213,21 @@ def test_bad_config_raises(kwargs, match):
 def test_bad_data_raises():
     with pytest.raises(ValueError, match=r"batch_size: expected at most the 96 training"):
         check_data(DATA, batch_size=200)
+    X = DATA.X_train.copy()
+    X[0, 0] = np.nan
     with pytest.raises(ValueError, match=r"data.X_train: expected finite values, found 1"):
-        validate_data(DATA._replace(X_train=DATA.X_train.at[0, 0].set(jnp.nan)))
+        validate_data(DATA._replace(X_train=X))
+    Y = DATA.Y_test.copy()
+    Y[3] = 2.0
     with pytest.raises(ValueError, match=r"data.Y_test: expected labels 0 or 1.*\[2.0\]"):
-        validate_data(DATA._replace(Y_test=DATA.Y_test.at[3].set(2.0)))
-    with pytest.raises(TypeError, match=r"data: expected \(X_train, Y_train, X_test, Y_test\)"):
+        validate_data(DATA._replace(Y_test=Y))
+    with pytest.raises(TypeError, match=r"data: expected a data.Dataset \(X_train, Y_train, "
+                                        r"X_val, Y_val, X_test, Y_test\[, P_test\]\), got tuple"):
         check_data((DATA.X_train, DATA.Y_train))
-    with pytest.raises(ValueError, match=r"data.X_test: expected at least one test example"):
+    with pytest.raises(ValueError, match=r"data.X_val: expected a floating \(n, d\) array with "
+                                         r"d=2, got float32\[24, 3\]"):
+        check_data(DATA._replace(X_val=np.zeros((24, 3), np.float32)))
+    with pytest.raises(ValueError, match=r"data.X_test: expected at least one example"):
         check_data(DATA._replace(X_test=DATA.X_test[:0], Y_test=DATA.Y_test[:0]))
     with pytest.raises(ValueError, match=r"data.Y_train: expected shape \(96,\)"):
         check_data(DATA._replace(Y_train=DATA.Y_train[:5]))
@@ -198,9 +237,9 @@ def test_stages_start_from_draws_equal_to_make_train():
     """init(draw(key, ...)) then run is make_train(key) (two programs: XLA may round the last
     bit differently); a key where draws belong is refused by name."""
     cfg = TrainConfig(h=3, steps=20, eval_every=10)
-    init, run = sj.make_stages(cfg)
+    init, run = make_stages(cfg)
     key, lr = jax.random.key(4), jnp.float32(0.5)
-    staged = jax.jit(lambda k: run(init(sj.draw(k, 2, 3), lr, DATA), lr, DATA, cfg.num_evals))
+    staged = jax.jit(lambda k: run(init(draw(k, 2, 3), lr, DATA), lr, DATA, cfg.num_evals))
     state, m = staged(key)
     params, want = jax.jit(sj.make_train(cfg))(key, lr, DATA)
     for a, b in zip(state.params, params):
@@ -210,14 +249,14 @@ def test_stages_start_from_draws_equal_to_make_train():
                                         r"got PRNGKeyArray"):
         init(key, lr, DATA)
     with pytest.raises(ValueError, match=r"h: expected an integer >= 1, got 0"):
-        sj.draw(key, 2, 0)
+        draw(key, 2, 0)
 
 
 @pytest.mark.parametrize("call, error, match", [
-    (lambda: sj.draw(0, 2, 3), TypeError, r"key: expected one PRNG key .*, got int"),
-    (lambda: sj.draw(jax.random.split(jax.random.key(0)), 2, 3), TypeError,
+    (lambda: draw(0, 2, 3), TypeError, r"key: expected one PRNG key .*, got int"),
+    (lambda: draw(jax.random.split(jax.random.key(0)), 2, 3), TypeError,
      r"key: expected one PRNG key .*, got key<fry>\[2\]"),
-    (lambda: sj.draw(jax.random.key(0), 2, 3, jnp.int32), TypeError,
+    (lambda: draw(jax.random.key(0), 2, 3, jnp.int32), TypeError,
      r"dtype: expected a floating dtype, got int32"),
 ])
 def test_bad_draw_raises(call, error, match):
@@ -226,11 +265,11 @@ def test_bad_draw_raises(call, error, match):
 
 
 def test_init_refuses_draws_that_do_not_fit_the_data():
-    init, _ = sj.make_stages(TrainConfig(h=3))
-    z = sj.draw(jax.random.key(0), 2, 3).z
+    init, _ = make_stages(TrainConfig(h=3))
+    z = draw(jax.random.key(0), 2, 3).z
     with pytest.raises(TypeError, match=r"draws.batch_key: expected one PRNG key .*NoneType"):
-        init(sj.Draws(z, None), 0.1, DATA)
+        init(Draws(z, None), 0.1, DATA)
     with pytest.raises(TypeError, match=r"draws.z: expected the data's dtype float32 .*float16"):
-        init(sj.draw(jax.random.key(0), 2, 3, jnp.float16), 0.1, DATA)
-    raw = sj.draw(jax.random.PRNGKey(0), 2, 3)  # a raw uint32 key is still a key
+        init(draw(jax.random.key(0), 2, 3, jnp.float16), 0.1, DATA)
+    raw = draw(jax.random.PRNGKey(0), 2, 3)  # a raw uint32 key is still a key
     assert init(raw, 0.1, DATA).params.W1.shape == (3, 2)
