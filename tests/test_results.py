@@ -1,0 +1,296 @@
+"""Results folders: sizes and provenance from the data loaded, damaged files caught, named and
+recomputed, one writer per folder, and the typed table (load, load_params)."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import shortcut_jax as sj
+from shortcut_jax import results
+from shortcut_jax import sweep as sweep_lib
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = dict(datasets=("xor",), widths=(3,), lrs=(0.5,), seeds=4, steps=10, eval_every=5,
+             n_train=40, n_test=30, block_size=2, chunk_size=2)  # 2 groups x 2 chunks
+
+
+def write_csv(path, n=300, d=5, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    y = np.where(X[:, 0] + X[:, 1] * X[:, 2] > 0, "yes", "no")
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow([f"x{i}" for i in range(d)] + ["label"])
+        w.writerows([[*map(str, x), lab] for x, lab in zip(X, y)])
+    return path
+
+
+def same_folders(a, b):
+    """results.csv bitwise and every array of params.npz equal."""
+    assert (Path(a) / "results.csv").read_bytes() == (Path(b) / "results.csv").read_bytes()
+    with np.load(Path(a) / "params.npz") as pa, np.load(Path(b) / "params.npz") as pb:
+        assert sorted(pa.files) == sorted(pb.files)
+        for k in pa.files:
+            np.testing.assert_array_equal(pa[k], pb[k], err_msg=k)
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory):
+    out = tmp_path_factory.mktemp("whole") / "run"
+    sj.run_sweep(sj.Grid(**SMALL), str(out), progress=False)
+    return out
+
+
+# --- 1, 2: sizes, checks and provenance from the data loaded ------------------------------
+
+
+def test_a_csv_is_sized_checked_and_recorded_as_loaded(tmp_path):
+    path = write_csv(tmp_path / "f.csv")  # 300 rows: 90 test, 210 training part, 42 val, 168
+    grid = sj.Grid(csv=str(path), target="label", widths=(3,), lrs=(0.5,), seeds=2, steps=4,
+                   eval_every=2, batch_size=(150,))
+    sj.run_sweep(grid, str(tmp_path / "ok"), progress=False)
+    record = json.loads((tmp_path / "ok" / "config.json").read_text())["config"]["data"][0]
+    assert {k: record[k] for k in ("name", "n_train", "n_val", "n_test", "d")} == {
+        "name": "f", "n_train": 168, "n_val": 42, "n_test": 90, "d": 5}
+    assert record["label_map"] == {"no": 0, "yes": 1}
+    assert record["sha256"] == sj.data.file_sha256(path) and record["path"] == str(path)
+    with pytest.raises(ValueError, match=r"batch_size: expected at most the 168 training rows "
+                                         r"of f-s0, got 250"):
+        sj.run_sweep(grid.__class__(**{**grid.to_dict(), "batch_size": (250,)}),
+                     str(tmp_path / "big"), progress=False)
+
+
+def test_block_and_chunk_sizes_come_from_the_loaded_rows():
+    grid = sj.Grid(datasets=("breast_cancer",), widths=(64,), seeds=1000, memory_budget=1 << 24)
+    data = sj.data.breast_cancer(0)
+    config = grid.groups()[0].config
+    n_train = len(data.Y_train)
+    assert n_train == 318
+    block = grid.block(n_train, 64)
+    assert block == sweep_lib.auto_block_size(318, 64) == 8  # not the synthetic 200 rows' 16
+    size = sweep_lib.chunk_size_for(grid, config, 2000, 1, data)
+    rows = n_train + len(data.Y_val) + len(data.Y_test)
+    per_run = sweep_lib.estimate_bytes_per_run(config, 30)  # d = 30 features, not 2
+    want = ((1 << 24) - block * rows * 64 * 32) // per_run
+    assert 8 < want < 2000 and size == -(-want // block) * block  # whole blocks
+
+
+def test_synthetic_records_hold_the_task_and_sizes(whole):
+    record = json.loads((whole / "config.json").read_text())["config"]["data"]
+    assert record == [{"name": "xor", "n_train": 32, "n_val": 8, "n_test": 30, "d": 2,
+                       "label_map": {"0": 0, "1": 1}, "data_seed": 0, "noise": 0.05}]
+
+
+def test_resuming_with_a_changed_csv_is_refused_naming_the_file(tmp_path):
+    path = write_csv(tmp_path / "f.csv", n=80)
+    grid = sj.Grid(csv=str(path), target="label", widths=(3,), lrs=(0.5,), seeds=2, steps=4,
+                   eval_every=2)
+    sj.run_sweep(grid, str(tmp_path / "out"), progress=False)
+    write_csv(path, n=80, seed=1)
+    with pytest.raises(ValueError, match=rf"data: {path} changed since the sweep in .* began "
+                                         r"\(sha256 [0-9a-f]{12}\.\.\., now [0-9a-f]{12}"):
+        sj.run_sweep(grid, str(tmp_path / "out"), progress=False)
+
+
+# --- 3: damaged files are caught, named, moved aside and recomputed -----------------------
+
+
+def _truncate(p):
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+
+
+def _empty(p):
+    p.write_bytes(b"")
+
+
+def _flip(p):
+    raw = bytearray(p.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    p.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("damage", [_truncate, _empty, _flip], ids=["truncated", "empty",
+                                                                     "flipped-byte"])
+def test_a_damaged_chunk_is_named_moved_aside_and_recomputed(whole, tmp_path, damage):
+    out = tmp_path / "run"
+    sj.run_sweep(sj.Grid(**SMALL), str(out), progress=False)
+    chunk = sorted((out / "chunks").glob("*.npz"))[1]
+    original = chunk.read_bytes()
+    damage(chunk)
+    with pytest.warns(results.DamagedFileWarning, match=rf"{chunk.name} fails its recorded "
+                                                        r"checksum: moved to .*chunks/damaged"):
+        sj.run_sweep(sj.Grid(**SMALL), str(out), progress=False)
+    kept = list((out / "chunks" / "damaged").glob(chunk.name + ".*"))
+    assert len(kept) == 1 and kept[0].read_bytes() != original  # kept aside, not deleted
+    assert chunk.read_bytes() == original  # recomputed bitwise
+    same_folders(whole, out)
+
+
+def test_a_chunk_copied_from_another_sweep_is_caught(whole, tmp_path):
+    out, other = tmp_path / "run", tmp_path / "other"
+    sj.run_sweep(sj.Grid(**SMALL), str(out), progress=False)
+    sj.run_sweep(sj.Grid(**{**SMALL, "steps": 20, "eval_every": 10}), str(other),
+                 progress=False)
+    name = sorted((out / "chunks").glob("*.npz"))[0].name
+    (out / "chunks" / name).write_bytes((other / "chunks" / name).read_bytes())
+    with pytest.warns(results.DamagedFileWarning, match=rf"{name} fails its recorded checksum"):
+        sj.run_sweep(sj.Grid(**SMALL), str(out), progress=False)
+    same_folders(whole, out)
+
+
+@pytest.mark.parametrize("name", ["results.csv", "params.npz"])
+def test_a_damaged_results_file_is_moved_aside_and_rebuilt(whole, tmp_path, name):
+    out = tmp_path / "run"
+    sj.run_sweep(sj.Grid(**SMALL), str(out), progress=False)
+    _flip(out / name)
+    with pytest.raises(ValueError, match=rf"{name} fails its recorded checksum"):
+        sj.load_results(out) if name == "results.csv" else sj.load_params(out)
+    with pytest.warns(results.DamagedFileWarning, match=rf"{name} fails its recorded checksum"):
+        sj.run_sweep(sj.Grid(**SMALL), str(out), progress=False)
+    assert len(list((out / "chunks" / "damaged").glob(name + ".*"))) == 1
+    same_folders(whole, out)
+
+
+SWEEP_CLI = ["-m", "shortcut_jax.cli", "sweep", "--dataset", "xor", "--widths", "3", "--lrs",
+             "0.5", "--seeds", "4", "--steps", "10", "--eval-every", "5", "--n-train", "40",
+             "--n-test", "30", "--block-size", "2", "--chunk-size", "2", "--no-progress",
+             "--cpu-devices", "1"]
+
+
+def test_sigkill_between_a_chunks_temporary_file_and_its_rename(whole, tmp_path):
+    """The fault hook kills the sweep right after the second chunk's temporary file is written;
+    the rerun removes the leftover, recomputes that chunk and ends as an uninterrupted run."""
+    out = tmp_path / "killed"
+    target = sorted(p.name for p in (whole / "chunks").glob("*.npz"))[1]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", results.KILL_ENV: target}
+    env.pop("XLA_FLAGS", None)
+    proc = subprocess.run([sys.executable, *SWEEP_CLI, "--out", str(out)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert list((out / "chunks").glob(f".{target}.*.tmp")), "no temporary file left behind"
+    assert not (out / "chunks" / target).exists() and not (out / "results.csv").exists()
+    env.pop(results.KILL_ENV)
+    subprocess.run([sys.executable, *SWEEP_CLI, "--out", str(out)], env=env, check=True,
+                   capture_output=True, text=True, timeout=300)
+    assert not list((out / "chunks").glob(".*.tmp"))
+    same_folders(whole, out)
+
+
+# --- 4: one writer per folder ------------------------------------------------------------
+
+HOLD = """
+import sys, time
+from shortcut_jax.results import RunFolder
+with RunFolder(sys.argv[1]).writing():
+    print("holding", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_second_writer_is_refused_naming_the_holder_and_a_dead_holder_leaves_no_lock(
+        tmp_path):
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        with pytest.raises(RuntimeError, match=rf"out: {out} is being written by process "
+                                               rf"{holder.pid} on .*; wait for it"):
+            sj.run_sweep(sj.Grid(**SMALL), str(out), progress=False)
+        assert not (out / "chunks").exists()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    sj.run_sweep(sj.Grid(**SMALL), str(out), progress=False)  # the kernel released the lock
+    assert (out / "results.csv").exists()
+
+
+# --- the typed table ---------------------------------------------------------------------
+
+
+def test_load_gives_one_typed_row_per_run_and_eval_step(whole):
+    df = sj.load_results(whole)
+    assert len(df) == 2 * 4 * 3  # variants x seeds x evals
+    assert list(df.columns[:len(results.ID_COLUMNS)]) == list(results.ID_COLUMNS)
+    for c in ("dataset", "variant", "optimizer", "loss_fn", "batch_size", "shortcut_init"):
+        assert isinstance(df[c].dtype, pd.CategoricalDtype), c
+    for c in ("data_seed", "width", "seed", "step"):
+        assert df[c].dtype == np.int64, c
+    assert df["n_train"].dtype == "Int64" and df["lr"].dtype == np.float64
+    assert df["train_loss"].dtype == np.float64 and df["val_acc"].dtype == np.float64
+    assert df["linear_weight"].isna().all() and df["teacher_width"].isna().all()
+    assert df.loc[df.variant == "plain", "shortcut_init"].isna().all()
+    assert set(df.loc[df.variant == "shortcut", "shortcut_init"]) == {"zeros"}
+    assert list(df["batch_size"].cat.categories) == ["full"]
+    # the same numbers as the CSV text, parsed independently
+    with open(whole / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["test_loss"]) for r in rows] == df["test_loss"].tolist()
+    assert df.attrs["config"]["config"]["grid"]["seeds"] == 4
+
+
+def test_load_params_stacks_the_selected_runs_in_row_order(whole):
+    df = sj.load_results(whole)
+    rows = results.final_rows(df, variant="shortcut", seed=[2, 0])
+    assert rows["seed"].tolist() == [0, 2]  # table order, not selector order
+    p = sj.load_params(whole, variant="shortcut", seed=[2, 0])
+    assert p.W1.shape == (2, 3, 2) and p.W.shape == (2, 1, 2)
+    with np.load(whole / "params.npz") as z:
+        group = next(k.split("/")[0] for k in z.files if "shortcut" in k)
+        seeds = z[f"{group}/seed"].tolist()
+        np.testing.assert_array_equal(p.W1[1], z[f"{group}/W1"][seeds.index(2)])
+    plain = sj.load_params(whole, variant="plain")
+    assert plain.W is None and plain.W1.shape == (4, 3, 2)
+    # the parameters reproduce the recorded final loss
+    data = sj.data.get_dataset("xor", 0, n_train=40, n_test=30)
+    one = sj.Params(*(None if a is None else a[0] for a in p))
+    np.testing.assert_allclose(sj.loss(one, data.X_train, data.Y_train),
+                               rows["train_loss"].iloc[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("selectors, match", [
+    (dict(colour="red"), r"colour: not a column to select runs by; expected one of \['dataset'"),
+    (dict(variant="resnet"), r"variant='resnet': no such value in this sweep; expected one of "
+                             r"\['plain', 'shortcut'\]"),
+    (dict(width=7), r"width=7: no such value in this sweep; expected one of \[3\]"),
+    (dict(), r"selectors: the runs have several variant values \['plain', 'shortcut'\]; "
+             r"select one"),
+])
+def test_load_params_names_bad_selectors(whole, selectors, match):
+    with pytest.raises(ValueError, match=match):
+        sj.load_params(whole, **selectors)
+
+
+def test_loading_a_folder_that_is_not_a_finished_sweep_names_what_is_missing(tmp_path):
+    with pytest.raises(ValueError, match=rf"folder: {tmp_path} is not a sweep folder \(no "
+                                         r"config.json\)"):
+        sj.load_results(tmp_path)
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match=rf"folder: {tmp_path} is an unfinished sweep \(no "
+                                         r"results.csv\); rerun"):
+        sj.load_results(tmp_path)
+
+
+def test_nothing_is_written_outside_atomic_renames(whole):
+    """Every file of a finished folder has its checksum recorded, and nothing is left over."""
+    manifest = json.loads((whole / "manifest.json").read_text())
+    files = {p.relative_to(whole).as_posix() for p in whole.rglob("*") if p.is_file()}
+    assert set(manifest) == files - {"config.json", "manifest.json", ".lock", ".lock.holder"}
+    for name, digest in manifest.items():
+        assert sj.data.file_sha256(whole / name) == digest, name
+
+
+def test_a_healthy_resume_warns_of_nothing_and_moves_nothing(whole):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sj.run_sweep(sj.Grid(**SMALL), str(whole), progress=False)
+    assert not (whole / "chunks" / "damaged").exists()
