@@ -180,9 +180,11 @@ def grid_from_args(args: argparse.Namespace, smoke: dict[str, Any] | None):
         test_fraction=args.test_fraction, csv=args.data, target=args.target,
         chunk_size=args.chunk_size, block_size=args.block_size)
     if args.smoke:
-        values.update(smoke or {})
-        if args.data is not None:
-            values.pop("datasets", None)
+        smoke = dict(smoke or {})
+        if args.data is not None:  # the smoke sizes of synthetic tasks do not apply
+            for key in ("datasets", "n_train", "n_test"):
+                smoke.pop(key, None)
+        values.update(smoke)
     return Grid(**values)
 
 

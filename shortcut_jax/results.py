@@ -470,36 +470,53 @@ def _same(a: Any, b: Any) -> bool:
     return str(a) == str(b)
 
 
-def load_params(folder: str | Path, **selectors):
-    """Final parameters of the runs matching selectors (as `final_rows`), stacked on a leading
-    run axis in the order of final_rows(load(folder), **selectors). The runs must share shapes
-    and variant (select one width and variant where the sweep has several)."""
+def _key(values) -> tuple:
+    """A run's identity from its RUN_KEYS values, alike whether they come from the typed
+    table or from a chunk's columns (numbers as the float of their CSV text, NA as None)."""
     import pandas as pd
 
+    out = []
+    for c in ID_COLUMNS[:-1]:
+        v = values.get(c) if isinstance(values, dict) else values[c]
+        if v is None or (not isinstance(v, str) and pd.isna(v)):
+            out.append(None)
+        elif isinstance(v, str):
+            out.append(v)
+        else:
+            out.append(float(_fmt(v)))
+    return tuple(out)
+
+
+def params_of(folder: str | Path, rows) -> Any:
+    """Final Params of the runs in `rows` (rows of load(folder): final_rows, stats.best_lr...),
+    stacked on a leading run axis in row order. The runs must share shapes and variant."""
     from shortcut_jax.model import Params
 
     f = _finished(folder)
-    rows = final_rows(load(folder), **selectors)
-    if rows.empty:
-        raise ValueError(f"selectors: no run matches {selectors}")
-    runs = [c for c in ID_COLUMNS if c != "step"]
+    if len(rows) == 0:
+        raise ValueError("rows: expected at least one run, got none")
     for column in ("variant", "width", "d", "dataset"):
         if rows[column].nunique(dropna=False) > 1:
             raise ValueError(f"selectors: the runs have several {column} values "
                              f"{sorted(rows[column].unique().tolist(), key=str)}; select one, "
                              f"e.g. {column}={rows[column].iloc[0]!r}")
-    text = pd.read_csv(f.results_csv, dtype=str, keep_default_na=False, usecols=runs)
-    keys = text.loc[rows.index, runs].agg("|".join, axis=1).tolist()
     with np.load(f.params_npz) as z:
         where = {}
         for group in dict.fromkeys(k.split("/")[0] for k in z.files):
             columns = json.loads(str(z[f"{group}/columns"]))
             for i, (lr, seed) in enumerate(zip(z[f"{group}/lr"], z[f"{group}/seed"])):
-                ids = {**columns, "lr": lr, "seed": seed}
-                where["|".join(_fmt(ids.get(c)) for c in runs)] = (group, i)
-        picked = [where[k] for k in keys]
-        leaves = {}
-        for name in Params._fields:
-            if f"{picked[0][0]}/{name}" in z.files:
-                leaves[name] = np.stack([z[f"{g}/{name}"][i] for g, i in picked])
+                where[_key({**columns, "lr": lr, "seed": seed})] = (group, i)
+        picked = [where[_key(r)] for _, r in rows.iterrows()]
+        leaves = {name: np.stack([z[f"{g}/{name}"][i] for g, i in picked])
+                  for name in Params._fields if f"{picked[0][0]}/{name}" in z.files}
     return Params(**leaves)
+
+
+def load_params(folder: str | Path, **selectors):
+    """Final parameters of the runs matching selectors (as `final_rows`), stacked on a leading
+    run axis in the order of final_rows(load(folder), **selectors). The runs must share shapes
+    and variant (select one width and variant where the sweep has several)."""
+    rows = final_rows(load(folder), **selectors)
+    if rows.empty:
+        raise ValueError(f"selectors: no run matches {selectors}")
+    return params_of(folder, rows)

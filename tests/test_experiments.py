@@ -1,23 +1,33 @@
-"""Every experiment script runs in its smoke configuration and writes what it promises."""
+"""The installed command and the experiment scripts in their smoke configurations; the report
+from any sweep folder, with the selection made on validation."""
 
 import csv
 import importlib.util
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import shortcut_jax as sj
+from shortcut_jax import cli, results
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_script(name):
-    sys.path.insert(0, str(ROOT / "experiments"))
     spec = importlib.util.spec_from_file_location(f"exp_{name}", ROOT / "experiments" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_no_script_edits_sys_path():
+    for path in [*ROOT.glob("experiments/*.py"), *ROOT.glob("shortcut_jax/*.py")]:
+        assert "sys.path" not in path.read_text(), path
 
 
 def test_grad_check_passes_and_prints_the_table(capsys):
@@ -28,30 +38,65 @@ def test_grad_check_passes_and_prints_the_table(capsys):
         assert f"| {name} " in out
 
 
-def test_compare_shortcut_smoke(tmp_path):
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
     pytest.importorskip("sklearn")
     pytest.importorskip("matplotlib")
-    out = tmp_path / "cmp"
-    assert load_script("compare_shortcut").main(["--smoke", "--out", str(out), "--no-progress"]) == 0
-    for name in ("results.csv", "summary.csv", "paired.csv", "config.json", "report.md",
-                 "params.npz", "figures/learning_curves.png", "figures/acc_vs_width.png",
-                 "figures/paired_heatmap.png", "figures/diagnostics.png",
+    out = tmp_path_factory.mktemp("cmp") / "cmp"
+    assert load_script("compare_shortcut").main(["--smoke", "--out", str(out), "--no-progress",
+                                                 "--timings", str(out) + ".json"]) == 0
+    return out
+
+
+def test_compare_smoke_writes_what_it_promises(compared):
+    for name in ("results.csv", "summary.csv", "selected.csv", "paired.csv",
+                 "paired_selected.csv", "hessian.csv", "baselines.csv", "config.json",
+                 "report.md", "params.npz", "figures/learning_curves.png",
+                 "figures/acc_vs_width.png", "figures/diagnostics.png",
                  "figures/boundaries_linear_xor.png"):
-        assert (out / name).stat().st_size > 0, name
-    report = (out / "report.md").read_text()
-    for heading in ("Final test accuracy", "Paired differences", "Hessian", "Baselines"):
+        assert (compared / name).stat().st_size > 0, name
+    report = (compared / "report.md").read_text()
+    for heading in ("The selected configurations", "Paired differences", "Hessian",
+                    "Baselines", "near-zero eigenvalues, shortcut − plain"):
         assert heading in report
-    assert report.count("Reading:") >= 4
-    with open(out / "summary.csv") as f:
+    assert report.count("Reading:") >= 6
+    assert "chosen per variant and configuration by the best mean final validation accuracy" \
+        in report
+    with open(compared / "summary.csv") as f:
         summary = list(csv.DictReader(f))
     assert {r["dataset"] for r in summary} == {"linear_xor", "breast_cancer"}
     assert {r["variant"] for r in summary} == {"plain", "shortcut"}
-    assert json.loads((out / "config.json").read_text())["config"]["tau"] == 0.05
+    assert json.loads((compared / "config.json").read_text())["config"]["tau"] == 0.05
+    timings = json.loads(Path(str(compared) + ".json").read_text())
+    assert set(timings) >= {"started", "data", "draws", "compile", "train", "write", "report",
+                            "command"}
 
 
-def test_compare_shortcut_on_a_users_csv(tmp_path, capsys):
+def test_report_rebuilds_the_same_report_elsewhere_without_training(compared, tmp_path,
+                                                                      monkeypatch):
+    from shortcut_jax import sweep as sweep_lib
+
+    monkeypatch.setattr(sweep_lib, "Executor", lambda *a, **k: pytest.fail("trained"))
+    assert cli.main(["report", str(compared), "--out", str(tmp_path / "again"),
+                     "--baselines", "--tau", "0.05"]) == 0
+    assert (tmp_path / "again" / "report.md").read_text() == \
+        (compared / "report.md").read_text()
+    assert not (tmp_path / "again" / "results.csv").exists()
+
+
+def test_the_hessian_verdict_comes_from_paired_intervals(compared):
+    hess = sj.stats.paired(
+        __import__("pandas").read_csv(compared / "hessian.csv"), "hess_zero_frac",
+        ignore=("lr",), higher=False)
+    sig = hess.apply(sj.stats.significance, axis=1)
+    report = (compared / "report.md").read_text()
+    assert (f"significantly fewer near-zero eigenvalues in {int((sig < 0).sum())} of "
+            f"{len(hess)} configurations") in report
+
+
+def test_compare_on_a_users_csv(tmp_path, capsys):
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(120, 3))
+    X = rng.normal(size=(150, 3))
     label = np.where(X[:, 0] + X[:, 1] * X[:, 2] > 0, "yes", "no")
     path = tmp_path / "mine.csv"
     with open(path, "w", newline="") as f:
@@ -63,28 +108,60 @@ def test_compare_shortcut_on_a_users_csv(tmp_path, capsys):
     assert main(["--smoke", "--data", str(path), "--target", "answer", "--out", str(out),
                  "--no-progress"]) == 0
     report = (out / "report.md").read_text()
-    assert "labels mapped {'no': 0, 'yes': 1}" in report
-    assert "labels mapped {'no': 0, 'yes': 1}" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        main(["--smoke", "--data", str(tmp_path / "missing.csv"), "--target", "answer",
-              "--out", str(tmp_path / "x")])
+    assert "labels mapped {'no': 0, 'yes': 1}" in report and "sha256" in report
+    assert main(["--smoke", "--data", str(tmp_path / "missing.csv"), "--target", "answer",
+                 "--out", str(tmp_path / "x"), "--no-progress"]) == 2
     assert "missing.csv" in capsys.readouterr().err
 
 
-def test_sweep_smoke(tmp_path):
-    assert load_script("sweep").main(["--smoke", "--out", str(tmp_path / "s"),
-                                      "--no-progress"]) == 0
-    with open(tmp_path / "s" / "results.csv") as f:
+def test_sweep_smoke_and_its_report(tmp_path):
+    out = tmp_path / "s"
+    assert load_script("sweep").main(["--smoke", "--out", str(out), "--no-progress"]) == 0
+    with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 * 2 * 1 * 2 * 3  # variants x widths x lrs x seeds x evals
+    assert cli.main(["report", str(out), "--no-hessians"]) == 0
+    report = (out / "report.md").read_text()
+    assert "## Where the shortcut helps: each varied axis" in report  # widths 4 and 8
+    assert (out / "figures" / "paired_vs_width.png").stat().st_size > 0
 
 
-def test_benchmark_quick_agrees_with_every_peer(tmp_path):
-    assert load_script("benchmark").main(["--quick", "--out", str(tmp_path / "b")]) == 0
-    report = json.loads((tmp_path / "b" / "results.json").read_text())
-    for name, config in report["configs"].items():
-        impls = {r["impl"] for r in config["rows"]}
-        assert {"kit", "numpy", "jax_naive"} <= impls, name
-        assert all(r["agree"] for r in config["rows"]), name
-    assert {r["impl"] for r in report["grads"]} == {"manual_grad", "jax.grad"}
-    assert (tmp_path / "b" / "results.md").read_text().startswith("# Benchmark")
+def test_report_names_a_folder_that_is_not_a_finished_sweep(tmp_path, capsys):
+    assert cli.main(["report", str(tmp_path)]) == 2
+    assert f"folder: {tmp_path} is not a sweep folder (no config.json)" in capsys.readouterr().err
+
+
+def test_the_report_follows_validation_when_test_would_pick_another_lr(tmp_path):
+    """A real sweep with two lrs whose final val/test accuracies are then set so that lr 0.1 is
+    best on validation and lr 1.0 on test: the report selects 0.1 and reports its test values."""
+    out = tmp_path / "run"
+    sj.run_sweep(sj.Grid(datasets=("xor",), widths=(3,), lrs=(0.1, 1.0), seeds=3, steps=4,
+                         eval_every=2, n_train=40, n_test=30), str(out), progress=False)
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        if r["step"] == "4":
+            low = r["lr"] == "0.1"
+            r["val_acc"] = "0.9" if low else "0.6"
+            r["test_acc"] = "0.55" if low else "0.95"
+    with results.atomic_open(out / "results.csv") as f:
+        writer = csv.DictWriter(f, list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["results.csv"] = sj.data.file_sha256(out / "results.csv")
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    rep = sj.report.build(out, hessians=False)
+    selected = rep.tables["selected"]
+    assert set(selected["lr"]) == {0.1}
+    assert selected["test_acc_mean"].tolist() == pytest.approx([0.55, 0.55])
+    assert "| 0.1 | 0.900 [0.900, 0.900] | 0.550 [0.550, 0.550]" in rep.markdown
+
+
+def test_the_command_is_installed_and_lists_its_subcommands():
+    exe = Path(sys.executable).with_name("shortcut-jax")
+    assert exe.exists(), "pip install -e . installs the shortcut-jax command"
+    out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=True,
+                         env={**os.environ, "JAX_PLATFORMS": "cpu"}).stdout
+    for command in ("sweep", "compare", "report", "grad-check", "bench"):
+        assert command in out
