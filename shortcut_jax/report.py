@@ -64,8 +64,10 @@ def _table(frame: pd.DataFrame) -> str:
 
 
 def _setting(row, axes: list[str]) -> str:
-    parts = [str(row["dataset"])]
+    parts = [str(row["dataset"])] if "dataset" in row else []
     for a in axes:
+        if a == "dataset":
+            continue
         v = row.get(a)
         if v is not None and not pd.isna(v):
             parts.append(f"{a}={v:g}" if isinstance(v, float) else f"{a}={v}")
@@ -91,7 +93,7 @@ def verdict(table: pd.DataFrame, metric: str, where: list[str]) -> str:
 
 def _paired_rows(table: pd.DataFrame, axes: list[str], digits: int = 4) -> pd.DataFrame:
     out = pd.DataFrame({"setting": [_setting(r, axes) for _, r in table.iterrows()]})
-    out["difference [95% CI]"] = [stats.format_ci(r.diff_mean, r.diff_lo, r.diff_hi, digits)
+    out["difference [CI]"] = [stats.format_ci(r.diff_mean, r.diff_lo, r.diff_hi, digits)
                                   for r in table.itertuples()]
     out["p (t test)"] = [f"{p:.3g}" for p in table["p_ttest"]]
     out["p (Wilcoxon)"] = [f"{p:.3g}" for p in table["p_wilcoxon"]]
