@@ -384,12 +384,9 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", formatter_class=fmt, help="speed next to the alternatives",
                        description="Benchmarks: the kit next to NumPy, plain JAX and PyTorch; "
                        "whole-process times of the sweep and compare commands.")
-    try:  # TEMPORARY while bench.py is written
-        from shortcut_jax import bench
+    from shortcut_jax import bench
 
-        bench.add_arguments(p)
-    except ImportError:
-        pass
+    bench.add_arguments(p)
     p.set_defaults(func=lambda a, p=p: cmd_bench(a, p))
     return parser
 

@@ -1,17 +1,13 @@
-"""The benchmark peers (experiments/peers.py) against an independent float64 NumPy reference."""
+"""The benchmark peers (shortcut_jax.peers) against an independent float64 NumPy reference."""
 
-import importlib.util
-import pathlib
+import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
 
-_PATH = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "peers.py"
-_spec = importlib.util.spec_from_file_location("peers", _PATH)
-peers = importlib.util.module_from_spec(_spec)
-sys.modules["peers"] = peers
-_spec.loader.exec_module(peers)
+from shortcut_jax import peers
 
 M, N, D, H, T = 8, 64, 3, 5, 20
 LR = 2.0  # large enough that 20 steps move every model's loss well past the tolerance
@@ -25,7 +21,9 @@ NAMES = [
     "torch_bmm_manual",
     "torch_compile",
     "jax_naive",
+    "jax_naive_sharded",
     "jax_python_loop",
+    "jax_step_loop",
 ]
 
 
@@ -133,7 +131,9 @@ def test_reference_moves_and_matches_loss_formula():
 
 
 CASES = [(name, shortcut, "scalar") for name in NAMES for shortcut in (False, True)] + [
-    (name, True, "vector") for name in ("numpy", "torch_bmm", "torch_compile", "jax_naive")
+    (name, True, "vector")
+    for name in ("numpy", "torch_bmm", "torch_compile", "jax_naive", "jax_naive_sharded",
+                 "jax_step_loop")
 ]
 
 
@@ -187,3 +187,31 @@ def test_init_stacked_shapes():
     assert all(v.dtype == np.float32 for v in p.values())
     assert not p["W"].any() and not p["b1"].any() and p["W1"].std() > 0.5
     assert peers.init_stacked(0, 4, 3, 7, False)["W"] is None
+
+
+def test_names_are_the_implementations():
+    assert sorted(NAMES) == sorted(peers.IMPLEMENTATIONS)
+    assert set(peers.TORCH_IMPLEMENTATIONS) | set(peers.JAX_IMPLEMENTATIONS) < set(NAMES)
+
+
+def test_sharded_peer_pads_models_over_two_devices():
+    """Three models over two CPU devices (a fresh process): padded to four, sharded, and the
+    same numbers as the one-device jit(vmap(scan))."""
+    script = textwrap.dedent("""
+        import jax
+        jax.config.update("jax_num_cpu_devices", 2)
+        import numpy as np
+        from shortcut_jax import peers
+        params = peers.init_stacked(0, 3, 2, 5, True, w_scale=0.5)
+        X, Y = peers.make_data(1, 64, 2)
+        assert peers.sharded_devices(3) == 2 and peers.sharded_devices(1) == 1
+        out, losses = peers.train_jax_naive_sharded(params, X, Y, [0.5, 1.0, 2.0], 20)
+        ref, ref_losses = peers.train_jax_naive(params, X, Y, [0.5, 1.0, 2.0], 20)
+        assert losses.shape == (3,) and out["W1"].shape == (3, 5, 2)
+        np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
+        for k in peers.FIELDS:
+            np.testing.assert_allclose(out[k], ref[k], rtol=1e-5, atol=1e-6)
+        print("ok")
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]

@@ -1,8 +1,10 @@
 """Peer implementations of the benchmark workload: M independent shortcut networks, full-batch SGD.
 
-Every model sees the same data X (n, d) float32 and Y (n,) in {0, 1}. Model m has parameters
-W1 (h, d), b1 (h,), W2 (1, h), b2 (), and, in the shortcut variant, W (1, d); they are passed
-stacked along a leading model axis of size M (W is None for the plain network):
+What a user would write instead of the kit, timed next to it by `shortcut-jax bench`
+(shortcut_jax.bench). Every model sees the same data X (n, d) float32 and Y (n,) in {0, 1}.
+Model m has parameters W1 (h, d), b1 (h,), W2 (1, h), b2 (), and, in the shortcut variant,
+W (1, d); they are passed stacked along a leading model axis of size M (W is None for the plain
+network):
 
     z1 = W1 x + b1,  a1 = relu(z1),  z2 = W2 a1 + b2 [+ W x],  y_hat = sigmoid(z2)
     J  = mean_n 1/2 (y_hat - y)^2,    theta <- theta - lr * dJ/dtheta   (T steps, plain SGD)
@@ -10,29 +12,24 @@ stacked along a leading model axis of size M (W is None for the plain network):
 Each `train_<name>(params, X, Y, lr, T)` returns (final stacked params as a dict of float32 NumPy
 arrays, per-model loss (M,) at the final params). `lr` is a scalar or an (M,) vector.
 
-    numpy            hand-vectorized over models, hand-written gradients
-    torch_func       torch.func.vmap(torch.func.grad(per-model loss)), Python loop over steps
-    torch_bmm        hand-batched bmm forward, autograd (default) or hand-written backward
-    torch_compile    torch.compile of a hand-written full step (compile time reported apart)
-    jax_naive        jax.jit(jax.vmap(train_one)), train_one = lax.scan of jax.grad SGD steps
-    jax_python_loop  a Python loop over models of one jitted single-model training
+    numpy              hand-vectorized over models, hand-written gradients
+    torch_func         torch.func.vmap(torch.func.grad(per-model loss)), Python loop over steps
+    torch_bmm          hand-batched bmm forward, autograd (default) or hand-written backward
+    torch_compile      torch.compile of a hand-written full step (compile time reported apart)
+    jax_naive          jax.jit(jax.vmap(train_one)), train_one = lax.scan of jax.grad SGD steps,
+                       on the default device
+    jax_naive_sharded  the same program with the models sharded over every JAX device (a
+                       "models" mesh axis, jax.sharding), as JAX's sharding guide writes it
+    jax_python_loop    a Python loop over models of one jitted single-model training
+    jax_step_loop      a Python loop over T calls of one jitted, vmapped SGD step
 
-PyTorch is optional: `HAVE_TORCH` says whether it is importable; torch is imported lazily.
-
-Benchmark (prints a table; each implementation runs in its own subprocess):
-
-    python experiments/peers.py bench [--n 1000 --d 2 --h 16 --M 1024 --T 200 --plain]
+The JAX peers use plain JAX, nothing from shortcut_jax. PyTorch is optional (the `bench`
+extra): `HAVE_TORCH` says whether it is importable; torch is imported when first used.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
-import json
-import os
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
@@ -40,6 +37,8 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 
@@ -225,7 +224,7 @@ def train_torch_bmm(
     import torch
 
     if backward not in ("autograd", "manual"):
-        raise ValueError(f"backward must be 'autograd' or 'manual', not {backward!r}")
+        raise ValueError(f"backward: expected 'autograd' or 'manual', got {backward!r}")
     p, X, Y, lr_vec = _prep(params, X, Y, lr)
     tp = _to_torch(p)
     names = [k for k in FIELDS if tp[k] is not None]
@@ -354,7 +353,7 @@ def train_torch_compile(
 
 
 # ----------------------------------------------------------------------------------------------
-# 5./6. JAX peers (plain jax; nothing from shortcut_jax)
+# 5.-8. JAX peers (plain jax; nothing from shortcut_jax)
 
 
 def _jax_loss_one(p: dict, X, Y):
@@ -399,6 +398,32 @@ def train_jax_naive(params: dict, X, Y, lr, T: int) -> tuple[dict, np.ndarray]:
     return _np_params(jax.device_get(out)), np.asarray(losses, F32)
 
 
+def sharded_devices(M: int) -> int:
+    """Devices train_jax_naive_sharded spreads M models over: every device, at most M."""
+    return min(jax.device_count(), M)
+
+
+def train_jax_naive_sharded(params: dict, X, Y, lr, T: int) -> tuple[dict, np.ndarray]:
+    """train_jax_naive's program with the models sharded over the devices (a 1-D "models" mesh,
+    jax.make_mesh; X and Y replicated): jit partitions the vmapped models over the devices.
+    M is padded with copies of the last model to a multiple of the devices (sharded_devices)."""
+    p, X, Y, lr_vec = _prep(params, X, Y, lr)
+    M = p["W1"].shape[0]
+    n_dev = sharded_devices(M)
+    mesh = jax.make_mesh((n_dev,), ("models",), devices=jax.devices()[:n_dev])
+    models, replicated = NamedSharding(mesh, P("models")), NamedSharding(mesh, P())
+    R = -(-M // n_dev) * n_dev
+
+    def pad(a):
+        return np.concatenate([a, np.repeat(a[-1:], R - M, 0)]) if R > M else a
+
+    pj = jax.device_put({k: pad(v) for k, v in p.items() if v is not None}, models)
+    out, losses = _jax_naive(pj, jax.device_put(X, replicated), jax.device_put(Y, replicated),
+                             jax.device_put(pad(lr_vec), models), T)
+    out, losses = jax.device_get((out, losses))
+    return _np_params({k: v[:M] for k, v in out.items()}), np.asarray(losses[:M], F32)
+
+
 def train_jax_python_loop(params: dict, X, Y, lr, T: int) -> tuple[dict, np.ndarray]:
     """A Python loop over models; each model's whole training is one call of a jitted scan
     (compiled once, reused for all M models)."""
@@ -413,6 +438,31 @@ def train_jax_python_loop(params: dict, X, Y, lr, T: int) -> tuple[dict, np.ndar
     return _np_params(out), losses
 
 
+def train_jax_step_loop(params: dict, X, Y, lr, T: int) -> tuple[dict, np.ndarray]:
+    """A Python loop of T calls of one jitted SGD step (jax.grad, vmapped over the models)."""
+    p, X, Y, lr_vec = _prep(params, X, Y, lr)
+    pj = _jax_params(p)
+    Xj, Yj, lr_j = jnp.asarray(X), jnp.asarray(Y), jnp.asarray(lr_vec)
+    for _ in range(T):
+        pj = _jax_step(pj, Xj, Yj, lr_j)
+    out, losses = jax.device_get((pj, _jax_losses(pj, Xj, Yj)))
+    return _np_params(out), np.asarray(losses, F32)
+
+
+@jax.jit
+def _jax_step(p, X, Y, lr):
+    def one(p, lr):
+        g = jax.grad(_jax_loss_one)(p, X, Y)
+        return jax.tree.map(lambda a, b: a - lr * b, p, g)
+
+    return jax.vmap(one)(p, lr)
+
+
+@jax.jit
+def _jax_losses(p, X, Y):
+    return jax.vmap(_jax_loss_one, (0, None, None))(p, X, Y)
+
+
 IMPLEMENTATIONS: dict[str, Callable] = {
     "numpy": train_numpy,
     "torch_func": train_torch_func,
@@ -420,145 +470,9 @@ IMPLEMENTATIONS: dict[str, Callable] = {
     "torch_bmm_manual": partial(train_torch_bmm, backward="manual"),
     "torch_compile": train_torch_compile,
     "jax_naive": train_jax_naive,
+    "jax_naive_sharded": train_jax_naive_sharded,
     "jax_python_loop": train_jax_python_loop,
+    "jax_step_loop": train_jax_step_loop,
 }
 TORCH_IMPLEMENTATIONS = ("torch_func", "torch_bmm", "torch_bmm_manual", "torch_compile")
-
-
-# ----------------------------------------------------------------------------------------------
-# benchmark
-
-
-def time_one(
-    name: str,
-    n: int,
-    d: int,
-    h: int,
-    M: int,
-    T: int,
-    shortcut: bool,
-    reps: int = 3,
-    lr: float = 0.5,
-    seed: int = 0,
-) -> dict:
-    """Time one implementation in this process: a warm-up call (for JAX: the compiling call,
-    same T; for torch_compile: make_torch_compile_step), then the median of `reps` calls."""
-    params = init_stacked(seed, M, d, h, shortcut, w_scale=0.1)
-    X, Y = make_data(seed + 1, n, d)
-    fn = IMPLEMENTATIONS[name]
-    res: dict = {"impl": name, "loadavg_before": os.getloadavg()[0]}
-    if name == "torch_compile":
-        step, res["compile_s"] = make_torch_compile_step(params, X, Y, lr)
-        fn = partial(train_torch_compile, step=step)
-    warm_T = T if name.startswith("jax") else min(T, 2)
-    t0 = time.perf_counter()
-    fn(params, X, Y, lr, warm_T)
-    res["warmup_s"] = time.perf_counter() - t0
-    times, losses = [], None
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        _, losses = fn(params, X, Y, lr, T)
-        times.append(time.perf_counter() - t0)
-    res["times_s"] = times
-    res["loadavg_after"] = os.getloadavg()[0]
-    res["median_s"] = float(np.median(times))
-    res["model_steps_per_s"] = M * T / res["median_s"]
-    res["mean_final_loss"] = float(np.mean(losses))
-    res["initial_loss"] = float(np.mean(loss_numpy(params, X, Y)))
-    if name.startswith("torch"):
-        import torch
-
-        res["torch_threads"] = torch.get_num_threads()
-    return res
-
-
-def bench(args) -> None:
-    names = args.impls or [
-        k for k in IMPLEMENTATIONS if HAVE_TORCH or k not in TORCH_IMPLEMENTATIONS
-    ]
-    runs = [(k, False) for k in names]
-    if args.malloc:
-        # glibc malloc settings that keep big freed blocks (no mmap/munmap + page faults each step)
-        runs += [(k, True) for k in names if k in TORCH_IMPLEMENTATIONS or k == "numpy"]
-    rows = []
-    for name, malloc in runs:
-        env = dict(os.environ)
-        if malloc:
-            env.update(MALLOC_MMAP_MAX_="0", MALLOC_TRIM_THRESHOLD_="100000000000")
-        with tempfile.TemporaryDirectory() as cache:  # cold inductor cache: honest compile time
-            env["TORCHINDUCTOR_CACHE_DIR"] = cache
-            cmd = [
-                sys.executable,
-                __file__,
-                "one",
-                name,
-                "--n",
-                str(args.n),
-                "--d",
-                str(args.d),
-                "--h",
-                str(args.h),
-                "--M",
-                str(args.M),
-                "--T",
-                str(args.T),
-                "--reps",
-                str(args.reps),
-            ] + (["--plain"] if args.plain else [])
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if proc.returncode != 0:
-            print(f"{name}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
-            continue
-        row = json.loads(proc.stdout.strip().splitlines()[-1])
-        row["malloc_env"] = malloc
-        rows.append(row)
-        print(json.dumps(row), file=sys.stderr, flush=True)
-    kind = "plain" if args.plain else "shortcut"
-    print(
-        f"\nn={args.n} d={args.d} h={args.h} M={args.M} T={args.T} {kind} float32, "
-        f"median of {args.reps}, warm-up excluded"
-    )
-    print(
-        f"{'impl':<18} {'malloc env':<10} {'median s':>9} {'model-steps/s':>14} "
-        f"{'compile/warm-up s':>18} {'final loss':>11}"
-    )
-    for r in rows:
-        extra = r.get("compile_s", r["warmup_s"])
-        print(
-            f"{r['impl']:<18} {'yes' if r['malloc_env'] else 'no':<10} {r['median_s']:>9.3f} "
-            f"{r['model_steps_per_s']:>14.4g} {extra:>18.2f} {r['mean_final_loss']:>11.5f}"
-        )
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
-
-
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("mode", choices=["bench", "one"])
-    ap.add_argument("impls", nargs="*", help="implementations (default: all available)")
-    ap.add_argument("--n", type=int, default=1000)
-    ap.add_argument("--d", type=int, default=2)
-    ap.add_argument("--h", type=int, default=16)
-    ap.add_argument("--M", type=int, default=1024)
-    ap.add_argument("--T", type=int, default=200)
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--plain", action="store_true", help="plain net (default: shortcut)")
-    ap.add_argument(
-        "--no-malloc",
-        dest="malloc",
-        action="store_false",
-        help="skip the torch reruns under MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1e11",
-    )
-    ap.add_argument("--json", help="write the rows here")
-    args = ap.parse_args(argv)
-    if args.mode == "one":
-        (name,) = args.impls
-        res = time_one(name, args.n, args.d, args.h, args.M, args.T, not args.plain, args.reps)
-        print(json.dumps(res))
-    else:
-        bench(args)
-
-
-if __name__ == "__main__":
-    main()
+JAX_IMPLEMENTATIONS = ("jax_naive", "jax_naive_sharded", "jax_python_loop", "jax_step_loop")
