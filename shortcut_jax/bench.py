@@ -183,7 +183,8 @@ def train_kit(params: dict, X, Y, lr, T: int, *, devices: Sequence | None = None
             state = TrainState(params_j, init_opt(params_j),
                                jax.random.wrap_key_data(jax.device_put(key_data, runs)),
                                jax.device_put(np.zeros(B, np.int32), runs))
-            outs.append(ex.run(state, jax.device_put(lr_vec[j:j + B], runs), data, first))
+            on = jax.device_put(np.ones(B, np.float32), runs)  # the shortcut network
+            outs.append(ex.run(state, jax.device_put(lr_vec[j:j + B], runs), on, data, first))
     outs = jax.device_get([(s.params, m["train_loss"][:, -1]) for s, m in outs])
     final = {k: None if getattr(outs[0][0], k) is None else
              np.concatenate([getattr(o[0], k) for o in outs])[:M] for k in p}
@@ -572,8 +573,8 @@ def _time_interleaved(fns: dict, args, reps: int, inner: int = 10) -> tuple[dict
 def compile_times(widths: Sequence[int] = (4, 16, 64), quick: bool = False,
                   echo: Echo = _quiet) -> list[dict[str, Any]]:
     """Seconds to trace and compile one sweep shape group (Executor.init and .run, with the
-    per-eval metrics and diagnostics), each width and variant a fresh group (quick: the shortcut
-    variant only), with the sweep's shardings; and the sweep's one draw of every run's random
+    per-eval metrics and diagnostics), each width a fresh group (the plain variant runs in the
+    same program), with the sweep's shardings; and the sweep's one draw of every run's random
     numbers (sweep.draw_runs, compiled once per sweep)."""
     import jax
     import numpy as np
@@ -591,7 +592,8 @@ def compile_times(widths: Sequence[int] = (4, 16, 64), quick: bool = False,
     )
     from shortcut_jax.train import Draws
 
-    grid = Grid(datasets=("moons",), variants=("shortcut",) if quick else ("plain", "shortcut"),
+    # one variant: plain runs use the shortcut's program (sweep.Executor)
+    grid = Grid(datasets=("moons",), variants=("shortcut",),
                 widths=tuple(widths), seeds=8 if quick else 32, steps=20 if quick else 2000,
                 eval_every=10 if quick else 50)
     datasets, _ = load_all(grid)
@@ -615,6 +617,7 @@ def compile_times(widths: Sequence[int] = (4, 16, 64), quick: bool = False,
                       jax.random.wrap_key_data(jax.device_put(draws.batch_key[idx], runs)))
         lrs = jax.device_put(np.full(R, 0.5, np.float32), runs)
         w_scales = jax.device_put(np.zeros(R, data.X_train.dtype), runs)
+        w_on = jax.device_put(np.ones(R, data.X_train.dtype), runs)
         first = jax.device_put(np.int32(0), rep)
         with jax.default_matmul_precision(MATMUL_PRECISION):
             t0 = time.perf_counter()
@@ -622,7 +625,7 @@ def compile_times(widths: Sequence[int] = (4, 16, 64), quick: bool = False,
             t1 = time.perf_counter()
             state = init(block, lrs, data_g, w_scales)
             t2 = time.perf_counter()
-            ex.run.lower(state, lrs, data_g, first).compile()
+            ex.run.lower(state, lrs, w_on, data_g, first).compile()
             t3 = time.perf_counter()
         rows.append({"group": group.name, "h": cfg.h, "runs": R, "init_s": t1 - t0,
                      "run_s": t3 - t2, "total_s": t1 - t0 + t3 - t2})

@@ -9,7 +9,9 @@
 
 A compiled program depends only on shapes and static settings: data sets and the shortcut's
 initial scale are arguments, so axes that change no shape (noise, linear_weight,
-teacher_shortcut, shortcut_init, lr) share one program. Runs go through the devices in blocks:
+teacher_shortcut, shortcut_init, lr) share one program -- and so do the two variants: a plain run
+is the shortcut network with W = 0 and dJ/dW set to 0 (train.make_stages), which computes the
+same values as the plain network. Runs go through the devices in blocks:
 one compiled call trains `block` runs on each device (vmapped), and the host loops over a
 chunk's blocks, so every block computes the same program whatever the device count -- results
 do not depend on how many devices there are.
@@ -237,10 +239,9 @@ class Grid:
             for variant, width, opt, lf, bs in itertools.product(
                     self.variants, self.widths, self.optimizers, self.loss_fns, self.batch_size):
                 inits = self.shortcut_init if variant == "shortcut" else (None,)
-                for init in inits:
+                for init in inits:  # one program for both variants: the shortcut's
                     out.append(Group(spec, variant, width, opt, lf, bs, init,
-                                     self.train_config(width, variant == "shortcut", opt, lf,
-                                                       bs)))
+                                     self.train_config(width, True, opt, lf, bs)))
         return out
 
     def runs(self) -> list[tuple[float, int]]:
@@ -374,9 +375,10 @@ def make_mesh() -> Mesh:
 class Executor:
     """Compiled init / run-segment of one TrainConfig for one block of runs on each device.
 
-    init(draws, lrs, data, w_scales) -> state; run(state, lrs, data, first) -> (state, metrics
-    (R, k)) with R = block_runs = block_size x devices: eval points first .. first + k - 1,
-    k = segment_evals (train.make_stages). `run_chunk` calls them block by block.
+    init(draws, lrs, data, w_scales) -> state; run(state, lrs, w_on, data, first) -> (state,
+    metrics (R, k)) with R = block_runs = block_size x devices: eval points first .. first + k
+    - 1, k = segment_evals (train.make_stages; w_on 0 trains a plain network). `run_chunk` calls
+    them block by block.
     """
 
     def __init__(self, config: TrainConfig, mesh: Mesh, block_size: int, segment_evals: int):
@@ -384,8 +386,9 @@ class Executor:
         self.block_runs = block_size * mesh.devices.size
         init, run = make_stages(config)
 
-        def run_device(state, lr, data, first):  # one device's block of runs, vmapped
-            return jax.vmap(lambda s, lr: run(s, lr, data, segment_evals, first))(state, lr)
+        def run_device(state, lr, w_on, data, first):  # one device's block of runs, vmapped
+            return jax.vmap(lambda s, lr, on: run(s, lr, data, segment_evals, first, on))(
+                state, lr, w_on)
 
         runs, rep = P("runs"), P()
         # init (no random draws: those come from draw_runs) runs once per block, so it is
@@ -393,8 +396,9 @@ class Executor:
         self.init = jax.jit(jax.vmap(init, (0, 0, None, 0)),
                             out_shardings=NamedSharding(mesh, runs),
                             compiler_options={"xla_backend_optimization_level": 0})
-        self.run = jax.jit(jax.shard_map(run_device, mesh=mesh, in_specs=(runs, runs, rep, rep),
-                                         out_specs=runs), donate_argnums=0)
+        self.run = jax.jit(jax.shard_map(run_device, mesh=mesh,
+                                         in_specs=(runs, runs, runs, rep, rep), out_specs=runs),
+                           donate_argnums=0)
 
     def segments(self) -> range:
         """First eval point of each run call: 0, k, 2k, ... covering config.num_evals points."""
@@ -435,9 +439,11 @@ def _draw_runs(seeds, d, h, dtype):
 
 
 def run_chunk(executor: Executor, data: Dataset, lrs: np.ndarray, w_scales: np.ndarray,
-              draws: Draws, on_segment: Callable[[int], None] | None = None):
-    """Train len(lrs) runs (a whole number of blocks) from their draws (rows of draw_runs) and
-    shortcut scales -> (final params, metrics (R, E)).
+              draws: Draws, on_segment: Callable[[int], None] | None = None,
+              w_on: np.ndarray | None = None):
+    """Train len(lrs) runs (a whole number of blocks) from their draws (rows of draw_runs),
+    shortcut scales and w_on (default 1; 0: a plain network, see Executor) -> (final params,
+    metrics (R, E)).
 
     Each segment calls executor.run once per block (runs [j B, (j + 1) B), B = block_runs);
     the calls are dispatched asynchronously, so the devices do not wait for the host.
@@ -453,6 +459,7 @@ def run_chunk(executor: Executor, data: Dataset, lrs: np.ndarray, w_scales: np.n
                          f"{len(draws.z)} z rows and {len(draws.batch_key)} batch keys")
     dtype = np.dtype(np.asarray(data.X_train).dtype)
     lrs, w_scales = np.asarray(lrs, np.float32), np.asarray(w_scales, dtype)
+    w_on = np.ones(len(lrs), dtype) if w_on is None else np.asarray(w_on, dtype)
     data_g = Dataset(*(None if a is None else _global(mesh, np.asarray(a), P()) for a in data))
     with jax.default_matmul_precision(MATMUL_PRECISION):
         blocks = []  # [state, lrs, metrics of each segment] per block
@@ -461,17 +468,18 @@ def run_chunk(executor: Executor, data: Dataset, lrs: np.ndarray, w_scales: np.n
                 _global(mesh, draws.batch_key[j:j + B], P("runs"))))
             lrs_g = _global(mesh, lrs[j:j + B], P("runs"))
             scales_g = _global(mesh, w_scales[j:j + B], P("runs"))
-            blocks.append([executor.init(draws_g, lrs_g, data_g, scales_g), lrs_g, []])
+            on_g = _global(mesh, w_on[j:j + B], P("runs"))
+            blocks.append([executor.init(draws_g, lrs_g, data_g, scales_g), lrs_g, on_g, []])
         for start in executor.segments():
             first = _global(mesh, np.asarray(start, np.int32), P())
             for block in blocks:
-                block[0], metrics = executor.run(block[0], block[1], data_g, first)
-                block[2].append(metrics)
+                block[0], metrics = executor.run(block[0], block[1], block[2], data_g, first)
+                block[3].append(metrics)
             if on_segment is not None:
                 jax.block_until_ready(metrics)
                 trained = min(start + executor.segment_evals, config.num_evals - 1) - start
                 on_segment(max(trained, 0) * config.eval_every)
-    params, parts = _to_host(([b[0].params for b in blocks], [b[2] for b in blocks]))
+    params, parts = _to_host(([b[0].params for b in blocks], [b[3] for b in blocks]))
     metrics = {k: np.concatenate([np.concatenate([p[k] for p in segs], axis=1)
                                   for segs in parts])[:, :config.num_evals]
                for k in parts[0][0]}
@@ -609,8 +617,8 @@ def _train(grid, folder, datasets, mesh, todo, progress, timings) -> None:
         padded = runs + [runs[-1]] * (size - len(runs))
         lrs = np.array([r[0] for r in padded], np.float32)
         seeds = np.array([r[1] for r in padded], np.int64)
-        w_scale = 0.0 if group.shortcut_init is None else shortcut_w_scale(
-            group.shortcut_init, grid.shortcut_scale)
+        plain = group.variant == "plain"
+        w_scale = 0.0 if plain else shortcut_w_scale(group.shortcut_init, grid.shortcut_scale)
         label, n_real = f"{group.name} chunk {c}", len(runs)
 
         def on_segment(steps, label=label, n_real=n_real):
@@ -629,15 +637,17 @@ def _train(grid, folder, datasets, mesh, todo, progress, timings) -> None:
         t0 = time.perf_counter()
         with compilation.tally() as compiled:
             params, metrics = run_chunk(executors[ex_key], data, lrs, np.full(size, w_scale),
-                                        Draws(rows.z[seeds], rows.batch_key[seeds]), on_segment)
+                                        Draws(rows.z[seeds], rows.batch_key[seeds]), on_segment,
+                                        w_on=np.full(size, 0.0 if plain else 1.0))
         timings["compile"] += compiled.seconds
         timings["train"] += time.perf_counter() - t0 - compiled.seconds
         t0 = time.perf_counter()
+        dropped = ("W", "grad_norm_W") if plain else ()  # W = 0 throughout a plain run
         folder.save_chunk(group.name, c, group.columns(), np.array([r[0] for r in runs]),
                           seeds[:n_real], group.config.eval_every,
-                          {k: v[:n_real] for k, v in metrics.items()},
+                          {k: v[:n_real] for k, v in metrics.items() if k not in dropped},
                           {k: np.asarray(v)[:n_real] for k, v in params._asdict().items()
-                           if v is not None})
+                           if v is not None and k not in dropped})
         timings["write"] += time.perf_counter() - t0
     bar.close()
 

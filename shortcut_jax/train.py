@@ -205,15 +205,17 @@ def make_grad_fn(config: TrainConfig) -> Callable[[Params, jax.Array, jax.Array]
     return manual if config.grad == "manual" else jax.grad(objective)
 
 
-def evaluate(config: TrainConfig, params: Params, data: Dataset) -> dict[str, jax.Array]:
+def evaluate(config: TrainConfig, params: Params, data: Dataset,
+             w_on: jax.Array | None = None) -> dict[str, jax.Array]:
     """Scalar metrics of one run at one eval point: loss and accuracy of each split (and, with a
     teacher, test_gen_err = mean 1/2 (y_hat - p_teacher)^2 on the test inputs), diagnostics.
 
     Each split's forward pass is traced once and read by every metric of that split (the
-    gradient traces its own training pass, which XLA merges with this one).
+    gradient traces its own training pass, which XLA merges with this one). w_on: see
+    make_stages.
     """
     loss_from = LOSSES[config.loss_fn][2]
-    g = make_grad_fn(config)(params, data.X_train, data.Y_train)
+    g = _masked(make_grad_fn(config)(params, data.X_train, data.Y_train), w_on)
     out = {}
     for split in ("train", "val", "test"):
         X, Y = getattr(data, f"X_{split}"), getattr(data, f"Y_{split}")
@@ -229,10 +231,20 @@ def evaluate(config: TrainConfig, params: Params, data: Dataset) -> dict[str, ja
     return out
 
 
+def _masked(g: Params, w_on: jax.Array | None) -> Params:
+    """dJ/dW where w_on != 0, else 0 (which freezes W: a plain network run as a shortcut one
+    with W = 0)."""
+    return g if w_on is None or g.W is None else g._replace(
+        W=jnp.where(w_on != 0, g.W, jnp.zeros_like(g.W)))
+
+
 def make_stages(config: TrainConfig):
     """(init, run): init(draws, lr, data, w_scale=config.w_scale) -> state; run(state, lr, data,
     k, first=0) -> (state, metrics (k,)). draws = draw(key, d, config.h) or a wider draw (see
     `draw`); w_scale (may be traced) sets the shortcut's start W = w_scale * N(0, 1/d).
+    run(..., w_on=s) with s = 0 (traced) sets dJ/dW to 0: with w_scale = 0 too, W stays
+    exactly 0, so a shortcut config trains a plain network -- the sweep runs both variants in
+    one compiled program that way (z2 gains W x = 0, which changes no value).
 
     `run` repeats k times: record the metrics of eval point `first + i` (step
     (first + i) * eval_every), then train eval_every steps -- except after the last eval point
@@ -269,23 +281,25 @@ def make_stages(config: TrainConfig):
         idx = jax.lax.dynamic_slice(order, (i * b,), (b,))
         return data.X_train[idx], data.Y_train[idx]
 
-    def step(state: TrainState, lr: jax.Array, data: Dataset, XT) -> TrainState:
+    def step(state: TrainState, lr: jax.Array, data: Dataset, XT, w_on) -> TrainState:
         X, Y = batch(state, data)
         # full batch: X^T made once per run call, not every step (XLA does not hoist it)
         g = grad_fn(state.params, X, Y, XT=XT) if full_batch_manual else grad_fn(
             state.params, X, Y)
+        g = _masked(g, w_on)
         updates, opt_state = config.make_optimizer(lr).update(g, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         return TrainState(params, opt_state, state.key, state.step + 1)
 
-    def run(state: TrainState, lr: jax.Array, data: Dataset, num_evals: int, first=0):
+    def run(state: TrainState, lr: jax.Array, data: Dataset, num_evals: int, first=0,
+            w_on=None):
         data = check_data(data, config.batch_size)
         XT = data.X_train.T if full_batch_manual else None
 
         def interval(state, i):
-            metrics = evaluate(config, state.params, data)
+            metrics = evaluate(config, state.params, data, w_on)
             todo = jnp.where(first + i < config.num_evals - 1, config.eval_every, 0)
-            state = jax.lax.fori_loop(0, todo, lambda _, s: step(s, lr, data, XT), state)
+            state = jax.lax.fori_loop(0, todo, lambda _, s: step(s, lr, data, XT, w_on), state)
             return state, metrics
 
         return jax.lax.scan(interval, state, jnp.arange(num_evals))
