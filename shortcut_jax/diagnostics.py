@@ -86,17 +86,28 @@ def at_eval(params: Params, g: Params, X: jax.Array,
 
 
 def hessian_spectrum(objective, params: Params, X: jax.Array, Y: jax.Array,
-                     tol: float = 1e-6) -> dict[str, jax.Array]:
+                     tol: float = 1e-6, keep: jax.Array | None = None) -> dict[str, jax.Array]:
     """Exact Hessian of J at params: eigenvalues and fractions near zero / negative.
 
     |lambda| <= tol * max|lambda| counts as near zero; lambda < -tol * max|lambda| as negative.
+    keep: optional 0/1 vector over the flattened parameters (ravel_pytree order); the fractions
+    are then those of the Hessian restricted to the kept coordinates (the eigenvalues gain one 0
+    per dropped one). A plain network's Hessian is the shortcut network's at W = 0 with W
+    dropped, so one compiled program serves both variants.
     """
     flat, unravel = ravel_pytree(params)
     H = jax.hessian(lambda v: objective(unravel(v), X, Y))(flat)
-    eig = jnp.linalg.eigvalsh(0.5 * (H + H.T))
+    H = 0.5 * (H + H.T)
+    n = jnp.asarray(flat.size, H.dtype)
+    if keep is not None:
+        keep = jnp.asarray(keep, H.dtype)
+        H = H * keep[:, None] * keep[None, :]  # dropped rows and columns: eigenvalues 0
+        n = jnp.sum(keep)
+    eig = jnp.linalg.eigvalsh(H)
     scale = jnp.maximum(jnp.max(jnp.abs(eig)), jnp.finfo(eig.dtype).tiny)
+    zeros = jnp.sum(jnp.abs(eig) <= tol * scale) - (flat.size - n)
     return {
         "eigenvalues": eig,
-        "hess_zero_frac": jnp.mean((jnp.abs(eig) <= tol * scale).astype(eig.dtype)),
-        "hess_neg_frac": jnp.mean((eig < -tol * scale).astype(eig.dtype)),
+        "hess_zero_frac": zeros / n,
+        "hess_neg_frac": jnp.sum(eig < -tol * scale) / n,
     }

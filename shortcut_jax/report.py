@@ -243,35 +243,49 @@ def _rows_of(runs: pd.DataFrame, spec: dict) -> pd.DataFrame:
 
 def hessian_table(folder: Path, config: dict, chosen: pd.DataFrame) -> pd.DataFrame:
     """Exact float64 Hessian spectra of J at the final parameters of the chosen runs (models up
-    to HESSIAN_MAX_PARAMS parameters): hess_zero_frac, hess_neg_frac per run."""
+    to HESSIAN_MAX_PARAMS parameters): hess_zero_frac, hess_neg_frac per run. Plain networks
+    are read as shortcut networks with W = 0 and W dropped (diagnostics.hessian_spectrum), so
+    both variants of a width share one program."""
     from shortcut_jax.model import Params, bce_loss, loss, num_params
 
     out = []
     for spec, ds, _ in _datasets(folder, config):
         X, Y = ds.X_train, ds.Y_train
-        groups = _rows_of(chosen, spec).groupby(["variant", "width", "shortcut_init", "lr",
-                                                 "optimizer", "loss_fn", "batch_size"],
-                                                observed=True, dropna=False)
-        for (variant, width, *_), g in groups:
-            n_params = num_params(X.shape[1], int(width), shortcut=variant == "shortcut")
-            if n_params > HESSIAN_MAX_PARAMS:
+        d = X.shape[1]
+        runs = _rows_of(chosen, spec)
+        for (width, loss_fn), g in runs.groupby(["width", "loss_fn"], observed=True):
+            if num_params(d, int(width)) > HESSIAN_MAX_PARAMS:
                 continue
-            objective = {"mse": loss, "bce": bce_loss}[str(g["loss_fn"].iloc[0])]
-            params = results.params_of(folder, g)
+            stacks, keeps, rows = [], [], []
+            for _, part in g.groupby("variant", observed=True):
+                p = results.params_of(folder, part)
+                keep = np.ones(num_params(d, int(width)))
+                if p.W is None:  # plain: W = 0, dropped (the last leaf of the flat Params)
+                    p = p._replace(W=np.zeros((len(part), 1, d), np.asarray(p.W1).dtype))
+                    keep[-d:] = 0.0
+                stacks.append(p)
+                keeps.append(np.repeat(keep[None], len(part), 0))
+                rows.append(part)
+            params = Params(*(np.concatenate(leaves) for leaves in zip(*stacks)))
+            objective = {"mse": loss, "bce": bce_loss}[str(loss_fn)]
             with jax.enable_x64(True):  # float32 rounding is near the 1e-6 zero threshold
-                p = Params(*(None if a is None else jnp.asarray(a, jnp.float64) for a in params))
-                spectra = jax.device_get(_spectra(objective, p, jnp.asarray(X, jnp.float64),
-                                                  jnp.asarray(Y, jnp.float64)))
-            out.append(g[[*stats.RUN_KEYS, "step"]].assign(n_params=n_params,
-                                                hess_zero_frac=spectra["hess_zero_frac"],
-                                                hess_neg_frac=spectra["hess_neg_frac"]))
+                spectra = jax.device_get(_spectra(
+                    objective, Params(*(jnp.asarray(a, jnp.float64) for a in params)),
+                    jnp.asarray(X, jnp.float64), jnp.asarray(Y, jnp.float64),
+                    jnp.asarray(np.concatenate(keeps), jnp.float64)))
+            part = pd.concat(rows)
+            out.append(part[[*stats.RUN_KEYS, "step"]].assign(
+                n_params=[num_params(d, int(width), shortcut=v == "shortcut")
+                          for v in part["variant"]],
+                hess_zero_frac=spectra["hess_zero_frac"], hess_neg_frac=spectra["hess_neg_frac"]))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _spectra(objective, params, X, Y):
+def _spectra(objective, params, X, Y, keep):
     """diagnostics.hessian_spectrum of each of a stack of parameters."""
-    return jax.vmap(lambda q: diagnostics.hessian_spectrum(objective, q, X, Y))(params)
+    return jax.vmap(lambda q, k: diagnostics.hessian_spectrum(objective, q, X, Y, keep=k))(
+        params, keep)
 
 
 def _hessian_section(hess: pd.DataFrame, where: list[str], confidence: float) -> list[str]:

@@ -509,3 +509,17 @@ def test_hessian_spectrum_of_the_zero_function_is_all_zero(x64):
     assert np.all(np.asarray(out["eigenvalues"]) == 0)
     assert float(out["hess_zero_frac"]) == 1.0
     assert float(out["hess_neg_frac"]) == 0.0
+
+
+def test_a_plain_networks_spectrum_is_the_shortcut_networks_at_W_zero_with_W_dropped(x64):
+    """The report reads plain Hessians from the shortcut program: same fractions, and the
+    eigenvalues are the plain ones plus one 0 per dropped coordinate."""
+    p, X, Y = kink_free_problem(3, 4, 30, shortcut=False)
+    plain = hessian_spectrum(sj.loss, p, X, Y)
+    wide = p._replace(W=jnp.zeros((1, 3), jnp.float64))
+    keep = jnp.concatenate([jnp.ones(sj.num_params(3, 4, shortcut=False)), jnp.zeros(3)])
+    masked = hessian_spectrum(sj.loss, wide, X, Y, 1e-6, keep)
+    np.testing.assert_allclose(masked["hess_zero_frac"], plain["hess_zero_frac"])
+    np.testing.assert_allclose(masked["hess_neg_frac"], plain["hess_neg_frac"])
+    extra = np.sort(np.concatenate([np.asarray(plain["eigenvalues"]), np.zeros(3)]))
+    np.testing.assert_allclose(np.sort(masked["eigenvalues"]), extra, rtol=1e-9, atol=1e-12)
