@@ -85,29 +85,41 @@ def at_eval(params: Params, g: Params, X: jax.Array,
     }
 
 
+def hessian_matrix(objective, params: Params, X: jax.Array, Y: jax.Array,
+                   keep: jax.Array | None = None) -> jax.Array:
+    """The exact Hessian of J = objective(params, X, Y) over the flattened parameters
+    (ravel_pytree order), symmetrized; with keep (a 0/1 vector), the rows and columns of the
+    dropped coordinates are zero."""
+    flat, unravel = ravel_pytree(params)
+    H = jax.hessian(lambda v: objective(unravel(v), X, Y))(flat)
+    H = 0.5 * (H + H.T)
+    if keep is not None:
+        keep = jnp.asarray(keep, H.dtype)
+        H = H * keep[:, None] * keep[None, :]  # dropped rows and columns: eigenvalues 0
+    return H
+
+
+def spectrum_fractions(eig, n_kept, tol: float = 1e-6, xp=jnp) -> dict:
+    """Fractions of the n_kept eigenvalues of a Hessian near zero (|lambda| <= tol max|lambda|)
+    and negative (lambda < -tol max|lambda|), from eig (..., P) holding P - n_kept extra zeros
+    (hessian_matrix's dropped coordinates). xp: jax.numpy or numpy."""
+    scale = xp.maximum(xp.max(xp.abs(eig), axis=-1), xp.finfo(eig.dtype).tiny)[..., None]
+    extra = eig.shape[-1] - n_kept
+    return {"hess_zero_frac": (xp.sum(xp.abs(eig) <= tol * scale, axis=-1) - extra) / n_kept,
+            "hess_neg_frac": xp.sum(eig < -tol * scale, axis=-1) / n_kept}
+
+
 def hessian_spectrum(objective, params: Params, X: jax.Array, Y: jax.Array,
                      tol: float = 1e-6, keep: jax.Array | None = None) -> dict[str, jax.Array]:
-    """Exact Hessian of J at params: eigenvalues and fractions near zero / negative.
+    """Exact Hessian of J at params: eigenvalues and fractions near zero / negative
+    (spectrum_fractions).
 
-    |lambda| <= tol * max|lambda| counts as near zero; lambda < -tol * max|lambda| as negative.
     keep: optional 0/1 vector over the flattened parameters (ravel_pytree order); the fractions
     are then those of the Hessian restricted to the kept coordinates (the eigenvalues gain one 0
     per dropped one). A plain network's Hessian is the shortcut network's at W = 0 with W
     dropped, so one compiled program serves both variants.
     """
-    flat, unravel = ravel_pytree(params)
-    H = jax.hessian(lambda v: objective(unravel(v), X, Y))(flat)
-    H = 0.5 * (H + H.T)
-    n = jnp.asarray(flat.size, H.dtype)
-    if keep is not None:
-        keep = jnp.asarray(keep, H.dtype)
-        H = H * keep[:, None] * keep[None, :]  # dropped rows and columns: eigenvalues 0
-        n = jnp.sum(keep)
+    H = hessian_matrix(objective, params, X, Y, keep)
     eig = jnp.linalg.eigvalsh(H)
-    scale = jnp.maximum(jnp.max(jnp.abs(eig)), jnp.finfo(eig.dtype).tiny)
-    zeros = jnp.sum(jnp.abs(eig) <= tol * scale) - (flat.size - n)
-    return {
-        "eigenvalues": eig,
-        "hess_zero_frac": zeros / n,
-        "hess_neg_frac": jnp.sum(eig < -tol * scale) / n,
-    }
+    n = eig.shape[-1] if keep is None else jnp.sum(jnp.asarray(keep, eig.dtype))
+    return {"eigenvalues": eig, **spectrum_fractions(eig, n, tol)}

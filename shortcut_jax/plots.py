@@ -226,7 +226,7 @@ def paired_heatmap(df: pd.DataFrame, metric: str = "test_acc", x: str = "width",
     ("where the shortcut helps"); * marks cells whose interval excludes 0. The colormap is
     centred at 0 and blue where the shortcut is better."""
     _check(df, metric, x, y)
-    table = _pairs(df, metric, [y, x], select_by, confidence)
+    table = _pairs(df, metric, [y, x], select_by, confidence).dropna(subset=[x, y])
     xs, ys = sorted(table[x].dropna().unique()), sorted(table[y].dropna().unique())
     grid = np.full((len(ys), len(xs)), np.nan)
     star = np.zeros(grid.shape, bool)

@@ -19,9 +19,9 @@ import json
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+import threadpoolctl
 
 from shortcut_jax import diagnostics, plots, results, stats
 
@@ -50,9 +50,10 @@ def png(fig) -> bytes:
 
 
 def varied_axes(df: pd.DataFrame) -> list[str]:
-    """The axes of AXES that take more than one value among the shortcut runs."""
-    short = df[df["variant"] == "shortcut"]
-    return [a for a in AXES if short[a].dropna().nunique() > 1]
+    """The axes of AXES that take more than one value among one dataset's shortcut runs (d or
+    noise differing between datasets is not an ablation)."""
+    short = df[df["variant"] == "shortcut"].groupby("dataset", observed=True)
+    return [a for a in AXES if short[a].nunique().max() > 1]
 
 
 def _table(frame: pd.DataFrame) -> str:
@@ -111,6 +112,7 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
     tau = config.get("tau", 0.05) if tau is None else tau
     axes = varied_axes(df)
     where = list(dict.fromkeys(["width", *axes]))
+    data = functools.cache(lambda: _datasets(folder, config))  # made again once, if needed
     metrics = [m for m in ("val_acc", "test_acc", "test_loss", "train_loss", "test_gen_err")
                if m in df.columns and df[m].notna().any()]
     runs = stats.with_steps_to(df, tau)
@@ -185,12 +187,12 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
               f"Reading: {verdict(selected_pairs['test_gen_err'], 'test_gen_err', where)}", ""]
 
     if hessians:
-        hess = hessian_table(folder, config, chosen)
+        hess = hessian_table(folder, data(), chosen)
         if len(hess):
             tables["hessian"] = hess
             s += _hessian_section(hess, where, confidence)
     if baselines:
-        base = baseline_table(folder, config)
+        base = baseline_table(data())
         if len(base):
             tables["baselines"] = base
             s += ["## Baselines on the same splits (scikit-learn)", "", _table(base.round(3)), "",
@@ -205,7 +207,7 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
     if "lr" not in axes and df["lr"].nunique() > 1 and df["width"].nunique() > 1:
         figures["paired_heatmap"] = plots.paired_heatmap(df, "test_acc", x="width", y="lr",
                                                          confidence=confidence)
-    figures.update(boundaries(folder, config, chosen))
+    figures.update(boundaries(folder, data(), chosen))
     s += ["## Figures", ""] + [f"![{n}](figures/{n}.png)" for n in figures
                                if not n.startswith(("paired_vs_", "heatmap_"))] + [""]
     return Report("\n".join(s), figures, tables, len(df))
@@ -241,15 +243,15 @@ def _rows_of(runs: pd.DataFrame, spec: dict) -> pd.DataFrame:
     return runs[mask]
 
 
-def hessian_table(folder: Path, config: dict, chosen: pd.DataFrame) -> pd.DataFrame:
+def hessian_table(folder: Path, data: list, chosen: pd.DataFrame) -> pd.DataFrame:
     """Exact float64 Hessian spectra of J at the final parameters of the chosen runs (models up
     to HESSIAN_MAX_PARAMS parameters): hess_zero_frac, hess_neg_frac per run. Plain networks
     are read as shortcut networks with W = 0 and W dropped (diagnostics.hessian_spectrum), so
-    both variants of a width share one program."""
+    both variants of a width share one program. data: _datasets(folder, config)."""
     from shortcut_jax.model import Params, bce_loss, loss, num_params
 
     out = []
-    for spec, ds, _ in _datasets(folder, config):
+    for spec, ds, _ in data:
         X, Y = ds.X_train, ds.Y_train
         d = X.shape[1]
         runs = _rows_of(chosen, spec)
@@ -266,13 +268,18 @@ def hessian_table(folder: Path, config: dict, chosen: pd.DataFrame) -> pd.DataFr
                 stacks.append(p)
                 keeps.append(np.repeat(keep[None], len(part), 0))
                 rows.append(part)
-            params = Params(*(np.concatenate(leaves) for leaves in zip(*stacks)))
+            params = Params(*(np.concatenate(leaves).astype(np.float64)
+                              for leaves in zip(*stacks)))
             objective = {"mse": loss, "bce": bce_loss}[str(loss_fn)]
+            keep = np.concatenate(keeps)
             with jax.enable_x64(True):  # float32 rounding is near the 1e-6 zero threshold
-                spectra = jax.device_get(_spectra(
-                    objective, Params(*(jnp.asarray(a, jnp.float64) for a in params)),
-                    jnp.asarray(X, jnp.float64), jnp.asarray(Y, jnp.float64),
-                    jnp.asarray(np.concatenate(keeps), jnp.float64)))
+                H = np.asarray(_hessians(  # NumPy in: no eager conversions to compile
+                    objective, params, X.astype(np.float64), Y.astype(np.float64), keep))
+            # LAPACK through NumPy on one thread: right after a JAX computation, OpenBLAS's
+            # threads compete with XLA's for the cores (experiments/BENCHMARKS.md)
+            with threadpoolctl.threadpool_limits(1):
+                eig = np.linalg.eigvalsh(H)
+            spectra = diagnostics.spectrum_fractions(eig, keep.sum(axis=1), xp=np)
             part = pd.concat(rows)
             out.append(part[[*stats.RUN_KEYS, "step"]].assign(
                 n_params=[num_params(d, int(width), shortcut=v == "shortcut")
@@ -282,10 +289,9 @@ def hessian_table(folder: Path, config: dict, chosen: pd.DataFrame) -> pd.DataFr
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _spectra(objective, params, X, Y, keep):
-    """diagnostics.hessian_spectrum of each of a stack of parameters."""
-    return jax.vmap(lambda q, k: diagnostics.hessian_spectrum(objective, q, X, Y, keep=k))(
-        params, keep)
+def _hessians(objective, params, X, Y, keep):
+    """diagnostics.hessian_matrix of each of a stack of parameters."""
+    return jax.vmap(lambda q, k: diagnostics.hessian_matrix(objective, q, X, Y, k))(params, keep)
 
 
 def _hessian_section(hess: pd.DataFrame, where: list[str], confidence: float) -> list[str]:
@@ -319,20 +325,19 @@ def _hessian_section(hess: pd.DataFrame, where: list[str], confidence: float) ->
     return s
 
 
-def baseline_table(folder: Path, config: dict) -> pd.DataFrame:
-    """Logistic regression and sklearn's MLPClassifier(32) fitted on each data set's train
-    split, scored on its splits (empty without scikit-learn)."""
+def baseline_table(data: list) -> pd.DataFrame:
+    """Logistic regression (what the shortcut alone is, a linear model) fitted on each data
+    set's train split, scored on its splits (empty without scikit-learn); data as
+    hessian_table's."""
     try:
         from sklearn.linear_model import LogisticRegression
-        from sklearn.neural_network import MLPClassifier
     except ImportError:
         return pd.DataFrame()
     rows = []
-    for _, ds, name in _datasets(folder, config):
-        for label, model in (("logistic regression", LogisticRegression(max_iter=2000)),
-                             ("MLPClassifier(32)", MLPClassifier((32,), max_iter=2000,
-                                                                 random_state=0))):
-            model.fit(ds.X_train, ds.Y_train)
+    for _, ds, name in data:
+        for label, model in (("logistic regression", LogisticRegression(max_iter=2000)),):
+            with threadpoolctl.threadpool_limits(1):  # see hessian_table
+                model.fit(ds.X_train, ds.Y_train)
             rows.append({"data set": name, "model": label,
                          "train acc": model.score(ds.X_train, ds.Y_train),
                          "val acc": model.score(ds.X_val, ds.Y_val),
@@ -340,11 +345,11 @@ def baseline_table(folder: Path, config: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def boundaries(folder: Path, config: dict, chosen: pd.DataFrame) -> dict:
+def boundaries(folder: Path, data: list, chosen: pd.DataFrame) -> dict:
     """Decision boundaries of plain and shortcut (the first seed, the smallest width, each at
-    its chosen lr) on each 2-D dataset's first data set."""
+    its chosen lr) on each 2-D dataset's first data set; data as hessian_table's."""
     out, seen = {}, set()
-    for spec, ds, name in _datasets(folder, config):
+    for spec, ds, name in data:
         rows = _rows_of(chosen, spec)
         if np.shape(ds.X_train)[1] != 2 or rows.empty or spec["dataset"] in seen:
             continue

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime
+import functools
 import io
 import json
 import os
@@ -473,15 +474,13 @@ def _same(a: Any, b: Any) -> bool:
 def _key(values) -> tuple:
     """A run's identity from its RUN_KEYS values, alike whether they come from the typed
     table or from a chunk's columns (numbers as the float of their CSV text, NA as None)."""
-    import pandas as pd
-
     out = []
     for c in ID_COLUMNS[:-1]:
         v = values.get(c) if isinstance(values, dict) else values[c]
-        if v is None or (not isinstance(v, str) and pd.isna(v)):
-            out.append(None)
-        elif isinstance(v, str):
+        if isinstance(v, str):
             out.append(v)
+        elif v is None or v != v or type(v).__name__ == "NAType":  # None, NaN, pandas NA
+            out.append(None)
         else:
             out.append(float(_fmt(v)))
     return tuple(out)
@@ -500,16 +499,24 @@ def params_of(folder: str | Path, rows) -> Any:
             raise ValueError(f"selectors: the runs have several {column} values "
                              f"{sorted(rows[column].unique().tolist(), key=str)}; select one, "
                              f"e.g. {column}={rows[column].iloc[0]!r}")
+    where = _params_index(f.params_npz, f.params_npz.stat().st_mtime_ns)
     with np.load(f.params_npz) as z:
-        where = {}
+        picked = [where[_key(r)] for r in rows[list(ID_COLUMNS[:-1])].to_dict("records")]
+        leaves = {name: np.stack([z[f"{g}/{name}"][i] for g, i in picked])
+                  for name in Params._fields if f"{picked[0][0]}/{name}" in z.files}
+    return Params(**leaves)
+
+
+@functools.lru_cache(maxsize=8)
+def _params_index(path: Path, mtime_ns: int) -> dict[tuple, tuple[str, int]]:
+    """{run key: (group, row)} of a params.npz (cached per file version)."""
+    where = {}
+    with np.load(path) as z:
         for group in dict.fromkeys(k.split("/")[0] for k in z.files):
             columns = json.loads(str(z[f"{group}/columns"]))
             for i, (lr, seed) in enumerate(zip(z[f"{group}/lr"], z[f"{group}/seed"])):
                 where[_key({**columns, "lr": lr, "seed": seed})] = (group, i)
-        picked = [where[_key(r)] for _, r in rows.iterrows()]
-        leaves = {name: np.stack([z[f"{g}/{name}"][i] for g, i in picked])
-                  for name in Params._fields if f"{picked[0][0]}/{name}" in z.files}
-    return Params(**leaves)
+    return where
 
 
 def load_params(folder: str | Path, **selectors):

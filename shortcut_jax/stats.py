@@ -11,6 +11,7 @@ interval, the paired t test (scipy.stats.ttest_rel) and the Wilcoxon signed-rank
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -36,19 +37,23 @@ def higher_is_better(metric: str) -> bool:
                      "expected an accuracy, loss, error or steps column")
 
 
+def run_ids(df: pd.DataFrame) -> pd.Series:
+    """One integer per run (a hash of its RUN_KEYS values): a cheap key to group rows by."""
+    return pd.util.hash_pandas_object(df[RUN_KEYS], index=False)
+
+
 def final(df: pd.DataFrame) -> pd.DataFrame:
     """One row per run: its last eval step."""
-    last = df.groupby(RUN_KEYS, observed=True, dropna=False)["step"].transform("max")
-    return df[df["step"] == last]
+    return df[df["step"] == df["step"].groupby(run_ids(df)).transform("max")]
 
 
 def with_steps_to(df: pd.DataFrame, tau: float, metric: str = "train_loss") -> pd.DataFrame:
     """final(df) with a column steps_to_tau: each run's first eval step with metric <= tau
     (inf if never; NaN never counts as reached)."""
-    hit = df[df[metric] <= tau].groupby(RUN_KEYS, observed=True, dropna=False)["step"].min()
-    out = final(df).join(hit.rename(STEPS), on=RUN_KEYS)
-    out[STEPS] = out[STEPS].astype("float64").fillna(np.inf)
-    return out
+    ids = run_ids(df)
+    first = df["step"].where(df[metric] <= tau).groupby(ids).transform("min")  # NaN: never
+    out = df.assign(**{STEPS: first.astype("float64").fillna(np.inf)})
+    return out[out["step"] == out["step"].groupby(ids).transform("max")]
 
 
 def is_fraction(metric: str) -> bool:
@@ -64,9 +69,8 @@ def t_interval(values, confidence: float = 0.95,
     mean = float(v.mean()) if v.size else np.nan
     if v.size < 2:
         return mean, np.nan, np.nan
-    sem = scipy.stats.sem(v)
-    lo, hi = (mean, mean) if sem == 0 else scipy.stats.t.interval(
-        confidence, v.size - 1, loc=mean, scale=sem)
+    half = _t_quantile(confidence, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size)
+    lo, hi = mean - half, mean + half
     if bounds is not None:
         lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
     return mean, float(lo), float(hi)
@@ -74,6 +78,12 @@ def t_interval(values, confidence: float = 0.95,
 
 def _keys(df: pd.DataFrame, by: Sequence[str] | None) -> list[str]:
     return list(CONFIG_KEYS if by is None else by)
+
+
+@functools.lru_cache(maxsize=256)
+def _t_quantile(confidence: float, df: int) -> float:
+    """The two-sided Student-t quantile t_{(1 + confidence) / 2, df} (scipy.stats.t.ppf)."""
+    return float(scipy.stats.t.ppf(0.5 + confidence / 2, df))
 
 
 def summarize(df: pd.DataFrame, metrics: Sequence[str] = ("test_acc", "test_loss", "train_loss"),
@@ -148,7 +158,7 @@ def paired(df: pd.DataFrame, metric: str = "test_acc", by: Sequence[str] | None 
     keys = [c for c in _keys(df, by) if c in pairs.columns and c != "variant"
             and c not in ignore]
     better = higher_is_better(metric) if higher is None else higher
-    rows = []
+    rows, diffs = [], []
     for key, g in pairs.groupby(keys, observed=True, dropna=False, sort=True):
         s, p = g[f"{metric}_s"].to_numpy(float), g[f"{metric}_p"].to_numpy(float)
         ok = ~(np.isnan(s) | np.isnan(p))
@@ -160,15 +170,41 @@ def paired(df: pd.DataFrame, metric: str = "test_acc", by: Sequence[str] | None 
                    mean_plain=float(p[both].mean()) if both.any() else np.nan,
                    mean_shortcut=float(s[both].mean()) if both.any() else np.nan)
         row["diff_mean"], row["diff_lo"], row["diff_hi"] = t_interval(diff, confidence)
-        nonzero = diff.size >= 2 and np.any(diff != 0)
-        constant = nonzero and np.ptp(diff) <= 1e-12 * np.abs(diff).max()  # t = +-inf
-        row["p_ttest"] = (0.0 if constant else float(scipy.stats.ttest_rel(s[both], p[both])
-                                                     .pvalue) if nonzero else np.nan)
-        row["p_wilcoxon"] = float(scipy.stats.wilcoxon(diff).pvalue) if nonzero else np.nan
         wins = np.where(s == p, 0.5, (s > p) if better else (s < p))
         row["win_rate"] = float(wins.mean()) if wins.size else np.nan
         rows.append(row)
-    return pd.DataFrame(rows)
+        diffs.append(diff)
+    out = pd.DataFrame(rows)
+    out["p_ttest"], out["p_wilcoxon"] = _p_values(diffs)
+    return out
+
+
+def _p_values(diffs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Paired t test (a one-sample t test of the differences, as scipy.stats.ttest_rel) and
+    Wilcoxon signed-rank p values of each difference vector (exact without ties or zeros, else
+    the normal approximation); NaN with fewer than 2 differences or all of them 0, 0 (t) for
+    constant non-zero ones. Vectorized: one scipy call per vector length and method."""
+    t_p, w_p = np.full(len(diffs), np.nan), np.full(len(diffs), np.nan)
+    usable = [i for i, d in enumerate(diffs) if d.size >= 2 and np.any(d != 0)]
+    for n in sorted({diffs[i].size for i in usable}):
+        idx = [i for i in usable if diffs[i].size == n]
+        block = np.stack([diffs[i] for i in idx])
+        constant = np.ptp(block, axis=1) <= 1e-12 * np.abs(block).max(axis=1)  # t = +-inf
+        varying = ~constant
+        if varying.any():
+            t_p[np.asarray(idx)[varying]] = scipy.stats.ttest_1samp(block[varying], 0.0,
+                                                                    axis=1).pvalue
+        t_p[np.asarray(idx)[constant]] = 0.0
+        # exact null distribution without ties or zeros; with them scipy would run a
+        # permutation test (slow), so the normal approximation with tie correction instead
+        size = np.abs(block)
+        ties = (np.sort(size, axis=1)[:, 1:] == np.sort(size, axis=1)[:, :-1]).any(axis=1)
+        ties |= (block == 0).any(axis=1)
+        for rows, method in ((~ties, "exact"), (ties, "approx")):
+            if rows.any():
+                w_p[np.asarray(idx)[rows]] = scipy.stats.wilcoxon(block[rows], axis=1,
+                                                                  method=method).pvalue
+    return t_p, w_p
 
 
 def significance(row) -> int:

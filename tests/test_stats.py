@@ -57,10 +57,20 @@ def test_paired_differences_match_scipy_and_hand_counts():
     ci = scipy.stats.ttest_1samp(diffs, 0.0).confidence_interval(0.95)
     assert (row["diff_lo"], row["diff_hi"]) == pytest.approx((ci.low, ci.high))
     assert row["p_ttest"] == pytest.approx(scipy.stats.ttest_1samp(diffs, 0.0).pvalue)
-    assert row["p_wilcoxon"] == pytest.approx(scipy.stats.wilcoxon(diffs).pvalue)
+    # a zero difference: the normal approximation (scipy would otherwise permute)
+    assert row["p_wilcoxon"] == pytest.approx(scipy.stats.wilcoxon(diffs, method="approx").pvalue)
     assert row["win_rate"] == (1 + 0.5 + 1 + 0) / 4  # a tie counts one half
     assert row["mean_plain"] == pytest.approx(np.mean(plain))
     assert stats.significance(row) == 0
+
+
+def test_wilcoxon_is_exact_without_ties_or_zeros():
+    plain, short = [0.1, 0.2, 0.3, 0.4, 0.5], [0.15, 0.18, 0.41, 0.44, 0.56]
+    df = runs({**{("plain", s): {"test_acc": v} for s, v in enumerate(plain)},
+               **{("shortcut", s): {"test_acc": v} for s, v in enumerate(short)}})
+    got = stats.paired(df, "test_acc")["p_wilcoxon"].item()
+    assert got == pytest.approx(scipy.stats.wilcoxon(np.subtract(short, plain),
+                                                     method="exact").pvalue)
 
 
 def test_paired_losses_win_when_lower_and_steps_count_never_as_a_loss():
