@@ -75,14 +75,17 @@ def manual_grad_bce(params: Params, X: ArrayLike, Y: ArrayLike, *,
                     XT: jax.Array | None = None) -> Params:
     """dJ/dtheta for the binary cross-entropy J = 1/n sum_i -[y log y_hat + (1-y) log(1-y_hat)].
 
-    Only dL/dz2 changes: d/dz2 (softplus(z2) - y z2) = sigmoid(z2) - y = y_hat - y.
+    Only dL/dz2 changes: d/dz2 [y softplus(-z2) + (1-y) softplus(z2)] = sigmoid(z2) - y
+    = y_hat - y, written (1-y) sigmoid(z2) - y sigmoid(-z2): no cancellation when y_hat is
+    close to its label.
     """
     W1 = check_params(params).W1
     X = check_X(X, W1.shape[1])
     XT = X.T if XT is None else XT
     Z1T, A1T, Z2, Y_hat = forward_columns(params, X, XT=XT)
     Y = check_Y(Y, X.shape[0], Y_hat.dtype)
-    Delta = (Y_hat - Y) / X.shape[0]                    # (1/n) dL/dz2 per example
+    dL_dZ2 = (1 - Y) * Y_hat - Y * jax.nn.sigmoid(-Z2)  # y_hat - y, without cancellation
+    Delta = dL_dZ2 / X.shape[0]                         # (1/n) dL/dz2 per example
     return backward(params, X, Z1T, A1T, Delta, XT=XT)
 
 

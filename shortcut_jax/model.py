@@ -191,10 +191,13 @@ def loss_from_forward(fwd: Forward, Y: ArrayLike) -> jax.Array:
 
 
 def example_bce_loss(params: Params, x: ArrayLike, y: ArrayLike) -> jax.Array:
-    """Binary cross-entropy -[y log y_hat + (1-y) log(1-y_hat)] = softplus(z2) - y z2, stably."""
+    """Binary cross-entropy -[y log y_hat + (1-y) log(1-y_hat)] in the log-sigmoid form
+    y softplus(-z2) + (1-y) softplus(z2): two non-negative terms, finite and without
+    cancellation at any z2 (softplus(z2) - y z2 would lose the loss of a confident right
+    answer)."""
     z2 = forward_example(params, x).z2
     y = check_y(y, z2.dtype)
-    return jax.nn.softplus(z2) - y * z2
+    return y * jax.nn.softplus(-z2) + (1 - y) * jax.nn.softplus(z2)
 
 
 def bce_loss(params: Params, X: ArrayLike, Y: ArrayLike) -> jax.Array:
@@ -206,7 +209,7 @@ def bce_loss_from_forward(fwd: Forward, Y: ArrayLike) -> jax.Array:
     """bce_loss from fwd = forward_columns(params, X) and Y (n,)."""
     Z2 = fwd.z2
     Y = check_Y(Y, Z2.shape[0], Z2.dtype)
-    return jnp.mean(jax.nn.softplus(Z2) - Y * Z2)
+    return jnp.mean(Y * jax.nn.softplus(-Z2) + (1 - Y) * jax.nn.softplus(Z2))
 
 
 # --- validation: runs at trace time on static shapes and dtypes, names the argument ----------
