@@ -101,6 +101,7 @@ def backward(params: Params, X: jax.Array, Z1T: jax.Array, A1T: jax.Array,
     dA1T = W2[0][:, None] * Delta[None, :]              # (b.5)  column i: delta_i W2^T
     relu_prime = (Z1T > 0).astype(Z1T.dtype)            # 1{z1 > 0}
     dZ1T = dA1T * relu_prime                            # (b.6)  per example, (h, n)
-    db1 = jnp.sum(dZ1T, axis=1)                         # (b.6)  summed
-    dW1 = dZ1T @ X                                      # (b.7)  sum_i dz1_i x_i^T
+    # (b.6) db1 = sum_i dz1_i and (b.7) dW1 = sum_i dz1_i x_i^T in one pass: dZ1T @ [X 1]
+    G = dZ1T @ jnp.concatenate([X, jnp.ones((X.shape[0], 1), X.dtype)], axis=1)
+    dW1, db1 = G[:, :-1], G[:, -1]                      # (b.7), (b.6)
     return Params(W1=dW1, b1=db1, W2=dW2, b2=db2, W=dW)

@@ -163,12 +163,27 @@ def forward_columns(params: Params, X: ArrayLike, *, XT: jax.Array | None = None
     W1, b1, W2, b2, W = check_params(params)
     X = check_X(X, W1.shape[1])
     XT = X.T if XT is None else check_XT(XT, X)       # (d, n)
-    Z1T = W1 @ XT + b1[:, None]
+    Z1T = _times_x(W1, XT) + b1[:, None]
     A1T = jax.nn.relu(Z1T)
     Z2 = W2[0] @ A1T + b2
     if W is not None:
-        Z2 = Z2 + W[0] @ XT
+        Z2 = Z2 + _times_x(W, XT)[0]
     return Forward(Z1T, A1T, Z2, jax.nn.sigmoid(Z2))
+
+
+SMALL_D = 4
+"""Up to this input dimension, W1 x is written out as the sum over its d terms."""
+
+
+def _times_x(M: jax.Array, XT: jax.Array) -> jax.Array:
+    """M (k, d) @ X^T (d, n). For d <= SMALL_D as the sum of d outer products, which XLA fuses
+    with what follows (a dot with K = d is slower on CPU: experiments/BENCHMARKS.md)."""
+    if M.shape[1] > SMALL_D:
+        return M @ XT
+    out = M[:, 0, None] * XT[0][None, :]
+    for j in range(1, M.shape[1]):
+        out = out + M[:, j, None] * XT[j][None, :]
+    return out
 
 
 def example_loss(params: Params, x: ArrayLike, y: ArrayLike) -> jax.Array:
