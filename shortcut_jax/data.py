@@ -364,15 +364,29 @@ def _unknown(name: Any, known) -> ValueError:
 def breast_cancer(seed, test_fraction: float = 0.3, val_fraction: float = VAL_FRACTION) -> Dataset:
     """Wisconsin breast cancer (569 x 30, y=1 benign) from scikit-learn: stratified test and
     validation splits, standardized on train."""
-    try:
-        from sklearn.datasets import load_breast_cancer
-    except ImportError as err:
-        raise ImportError(
-            "breast_cancer needs scikit-learn: pip install 'shortcut-jax[experiments]'"
-        ) from err
+    X, Y = breast_cancer_arrays()
+    return split(seed, X.astype(np.float32), Y.astype(np.float32), test_fraction=test_fraction,
+                 val_fraction=val_fraction)[0]
+
+
+def breast_cancer_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """X (569, 30), Y (569,) as sklearn.datasets.load_breast_cancer gives them, read from the
+    CSV file scikit-learn ships (importing sklearn.datasets takes over a second); through
+    load_breast_cancer where that file is not found."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or spec.origin is None:
+        raise ImportError("breast_cancer needs scikit-learn: pip install "
+                          "'shortcut-jax[experiments]'")
+    path = Path(spec.origin).parent / "datasets" / "data" / "breast_cancer.csv"
+    if path.is_file():
+        raw = np.loadtxt(path, delimiter=",", skiprows=1)  # header: 569,30,malignant,benign
+        return raw[:, :-1], raw[:, -1]
+    from sklearn.datasets import load_breast_cancer
+
     bunch = load_breast_cancer()
-    return split(seed, np.asarray(bunch.data, np.float32), np.asarray(bunch.target, np.float32),
-                 test_fraction=test_fraction, val_fraction=val_fraction)[0]
+    return np.asarray(bunch.data), np.asarray(bunch.target)
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

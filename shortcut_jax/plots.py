@@ -88,10 +88,12 @@ def _lines(ax, runs: pd.DataFrame, metric: str, confidence: float) -> None:
     """Mean and t band of `metric` against step, one line per (variant, shortcut_init, lr)."""
     keys = ["variant", "shortcut_init", "lr"]
     for (variant, init, lr), g in runs.groupby(keys, observed=True, dropna=False):
-        curve = g.groupby("step")[metric].apply(
-            lambda v: stats.t_interval(v.dropna(), confidence)).sort_index()
-        steps = curve.index.to_numpy()
-        mean, lo, hi = (np.array([c[i] for c in curve]) for i in range(3))
+        curve = g.groupby("step")[metric].agg(["mean", "std", "count"]).sort_index()
+        steps, mean = curve.index.to_numpy(), curve["mean"].to_numpy()
+        q = np.array([stats.t_quantile(confidence, int(c) - 1) if c > 1 else np.nan
+                      for c in curve["count"]])
+        half = q * curve["std"].to_numpy() / np.sqrt(curve["count"].to_numpy())
+        lo, hi = mean - half, mean + half
         n = int(stats.final(g)[metric].notna().sum())
         ax.plot(steps, mean, color=COLORS.get(variant, "C2"),
                 linestyle=STYLES.get(None if pd.isna(init) else init, ":"),
@@ -177,16 +179,6 @@ def metric_vs_width(df: pd.DataFrame, metric: str = "test_acc", *, select_by: st
     return fig
 
 
-def _pairs(df: pd.DataFrame, metric: str, by: list[str], select_by: str,
-           confidence: float) -> pd.DataFrame:
-    """stats.paired grouped by `by`, each variant at its validation-selected lr unless lr is
-    one of the axes; other axes pooled."""
-    if "lr" in by:
-        return stats.paired(df, metric, by=by, confidence=confidence)
-    return stats.paired(stats.best_lr(df, select_by), metric, by=by, confidence=confidence,
-                        ignore=("lr",))
-
-
 def paired_vs_axis(df: pd.DataFrame, axis: str, metrics: Sequence[str] = ("test_acc",
                                                                           "test_loss"),
                    hue: str | None = None, *, select_by: str = "val_acc",
@@ -198,7 +190,7 @@ def paired_vs_axis(df: pd.DataFrame, axis: str, metrics: Sequence[str] = ("test_
     hue = hue or ("dataset" if axis == "width" else "width")
     fig, axes = _figure(len(metrics))
     for ax, metric in zip(axes, metrics):
-        table = _pairs(df, metric, [axis, hue], select_by, confidence)
+        table = stats.paired_selected(df, metric, [axis, hue], select_by, confidence)
         for k, (value, g) in enumerate(table.groupby(hue, observed=True, dropna=False)):
             g = g.sort_values(axis)
             x = np.arange(len(g)) if g[axis].dtype.kind not in "iuf" else g[axis].to_numpy(float)
@@ -226,7 +218,8 @@ def paired_heatmap(df: pd.DataFrame, metric: str = "test_acc", x: str = "width",
     ("where the shortcut helps"); * marks cells whose interval excludes 0. The colormap is
     centred at 0 and blue where the shortcut is better."""
     _check(df, metric, x, y)
-    table = _pairs(df, metric, [y, x], select_by, confidence).dropna(subset=[x, y])
+    table = stats.paired_selected(df, metric, [y, x], select_by, confidence).dropna(
+        subset=[x, y])
     xs, ys = sorted(table[x].dropna().unique()), sorted(table[y].dropna().unique())
     grid = np.full((len(ys), len(xs)), np.nan)
     star = np.zeros(grid.shape, bool)

@@ -108,7 +108,7 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
     """The report of a finished sweep folder (a ValueError names what is missing)."""
     folder = Path(folder)
     df = results.load(folder)
-    config = df.attrs["config"]["config"]
+    config = results.RunFolder(folder).config()["config"]
     tau = config.get("tau", 0.05) if tau is None else tau
     axes = varied_axes(df)
     where = list(dict.fromkeys(["width", *axes]))
@@ -172,7 +172,7 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
         hue = "dataset" if axis == "width" else "width"
         figures[name] = plots.paired_vs_axis(df, axis, hue=hue, confidence=confidence)
         for m in ("test_acc", "test_loss"):
-            by_axis = plots._pairs(df, m, [axis, hue], "val_acc", confidence)
+            by_axis = stats.paired_selected(df, m, [axis, hue], "val_acc", confidence)
             s += [f"- {axis}, {m}: {verdict(by_axis, m, [axis, hue])}"]
         s += ["", f"![{name}](figures/{name}.png)", ""]
     for x, y in list(itertools.combinations(axes, 2))[:MAX_HEATMAPS]:

@@ -421,10 +421,12 @@ def load(folder: str | Path):
     """A finished sweep folder as a pandas DataFrame: one row per (run, eval step), typed.
 
     Names (dataset, variant, shortcut_init, optimizer, loss_fn, batch_size) are categoricals;
-    data_seed, width, seed, step int64; n_train, d, teacher_width nullable Int64 and noise,
+    data_seed, width, seed, step int64; run (int64) numbers the runs in file order; n_train, d,
+    teacher_width nullable Int64 and noise,
     linear_weight, teacher_shortcut float64, NA where the axis does not apply to the data set
-    (shortcut_init is NA for the plain network); lr and metrics float64. df.attrs["config"]
-    holds config.json.
+    (shortcut_init is NA for the plain network); lr and metrics float64. The folder's
+    config.json: RunFolder(folder).config() (not in df.attrs: pandas deep-copies attrs on every
+    operation).
     """
     import pandas as pd
 
@@ -440,7 +442,8 @@ def load(folder: str | Path):
     sizes = sorted(df["batch_size"].cat.categories, key=lambda b: (b == "full", int(b)
                                                                    if b != "full" else 0))
     df["batch_size"] = df["batch_size"].cat.reorder_categories(sizes, ordered=True)
-    df.attrs["config"] = f.config()
+    keys = pd.util.hash_pandas_object(df[list(ID_COLUMNS[:-1])], index=False)
+    df.insert(len(ID_COLUMNS), "run", pd.factorize(keys)[0].astype("int64"))
     return df
 
 

@@ -38,7 +38,10 @@ def higher_is_better(metric: str) -> bool:
 
 
 def run_ids(df: pd.DataFrame) -> pd.Series:
-    """One integer per run (a hash of its RUN_KEYS values): a cheap key to group rows by."""
+    """One integer per run: results.load's run column, else a hash of the RUN_KEYS values; a
+    cheap key to group rows by."""
+    if "run" in df.columns:
+        return df["run"]
     return pd.util.hash_pandas_object(df[RUN_KEYS], index=False)
 
 
@@ -69,7 +72,7 @@ def t_interval(values, confidence: float = 0.95,
     mean = float(v.mean()) if v.size else np.nan
     if v.size < 2:
         return mean, np.nan, np.nan
-    half = _t_quantile(confidence, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size)
+    half = t_quantile(confidence, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size)
     lo, hi = mean - half, mean + half
     if bounds is not None:
         lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
@@ -81,7 +84,7 @@ def _keys(df: pd.DataFrame, by: Sequence[str] | None) -> list[str]:
 
 
 @functools.lru_cache(maxsize=256)
-def _t_quantile(confidence: float, df: int) -> float:
+def t_quantile(confidence: float, df: int) -> float:
     """The two-sided Student-t quantile t_{(1 + confidence) / 2, df} (scipy.stats.t.ppf)."""
     return float(scipy.stats.t.ppf(0.5 + confidence / 2, df))
 
@@ -150,7 +153,7 @@ def paired(df: pd.DataFrame, metric: str = "test_acc", by: Sequence[str] | None 
     runs = final(df)
     if metric not in runs.columns:
         raise ValueError(f"metric: {metric!r} is not a column; expected one of "
-                         f"{[c for c in runs.columns if c not in ID_COLUMNS]}")
+                         f"{[c for c in runs.columns if c not in (*ID_COLUMNS, 'run')]}")
     match = [c for c in RUN_KEYS if c not in ("variant", "shortcut_init", *ignore)]
     plain = runs[runs["variant"] == "plain"][[*match, metric]]
     short = runs[runs["variant"] == "shortcut"][[*match, "shortcut_init", metric]]
@@ -177,6 +180,15 @@ def paired(df: pd.DataFrame, metric: str = "test_acc", by: Sequence[str] | None 
     out = pd.DataFrame(rows)
     out["p_ttest"], out["p_wilcoxon"] = _p_values(diffs)
     return out
+
+
+def paired_selected(df: pd.DataFrame, metric: str, by: Sequence[str],
+                    select_by: str = "val_acc", confidence: float = 0.95) -> pd.DataFrame:
+    """paired(...) grouped by `by` with each variant at its validation-selected lr (best_lr)
+    unless lr is one of `by`; pairs at the other axes' values are pooled."""
+    if "lr" in by:
+        return paired(df, metric, by=by, confidence=confidence)
+    return paired(best_lr(df, select_by), metric, by=by, confidence=confidence, ignore=("lr",))
 
 
 def _p_values(diffs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,6 @@
 """Synthetic tasks, the teacher, splits and scaling, breast cancer and CSV loading, against
 independent checks (the rules written out again, the network of shortcut_jax.model)."""
 
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -280,14 +279,20 @@ def test_breast_cancer():
     assert len(ds.Y_val) == 30 + 50 and int(ds.Y_val.sum()) == 50
     assert ds.X_train.shape == (569 - 171 - 80, 30)
     y = np.concatenate([ds.Y_train, ds.Y_val, ds.Y_test])
-    assert y.sum() == datasets.load_breast_cancer().target.sum()
+    bunch = datasets.load_breast_cancer()
+    assert y.sum() == bunch.target.sum()
+    X, Y = data.breast_cancer_arrays()  # read from sklearn's file: the same numbers
+    np.testing.assert_array_equal(X, bunch.data)
+    np.testing.assert_array_equal(Y, bunch.target)
     np.testing.assert_allclose(ds.X_train.mean(0), 0.0, atol=1e-4)
     with pytest.raises(ValueError, match=r"test_fraction: expected a number in \(0, 1\), got 1.0"):
         data.breast_cancer(0, test_fraction=1.0)
 
 
 def test_breast_cancer_without_sklearn(monkeypatch):
-    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     with pytest.raises(ImportError, match=r"pip install 'shortcut-jax\[experiments\]'"):
         data.breast_cancer(0)
 

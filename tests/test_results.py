@@ -235,7 +235,7 @@ def test_load_gives_one_typed_row_per_run_and_eval_step(whole):
     with open(whole / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [float(r["test_loss"]) for r in rows] == df["test_loss"].tolist()
-    assert df.attrs["config"]["config"]["grid"]["seeds"] == 4
+    assert results.RunFolder(whole).config()["config"]["grid"]["seeds"] == 4
 
 
 def test_load_params_stacks_the_selected_runs_in_row_order(whole):
