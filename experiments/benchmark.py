@@ -1,7 +1,7 @@
 """How fast the kit trains many models next to what a user would pick instead, and how long its
 commands take start to finish.
 
-    python experiments/benchmark.py [--out runs/bench]   # ~35 min on 2 CPU cores with torch
+    python experiments/benchmark.py [--out runs/bench]   # about an hour on 2 CPU cores with torch
     python experiments/benchmark.py --quick               # seconds: tiny sizes, agreement check
 
 The same as `shortcut-jax bench` (shortcut_jax/bench.py; --help lists the sections and flags;

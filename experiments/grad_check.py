@@ -1,6 +1,6 @@
 """Check the hand-written gradients against jax.grad and central finite differences.
 
-    python experiments/grad_check.py [--cases 300]   # ~1 min on 2 CPU cores, mostly compiling
+    python experiments/grad_check.py [--cases 300]   # ~2 min on 2 CPU cores, mostly compiling
 
 The same as `shortcut-jax grad-check`: prints, for W1, b1, W2, b2, W and both networks, the max
 absolute and relative error of manual_grad vs jax.grad (float32 and float64) and vs central

@@ -1,7 +1,7 @@
 """How fast the kit trains many models, next to what a user would pick instead; and how long the
 kit's own commands take, start to finish.
 
-    shortcut-jax bench [--out runs/bench]        # ~35 min on 2 CPU cores with the torch peers
+    shortcut-jax bench [--out runs/bench]        # about an hour on 2 CPU cores with torch
     shortcut-jax bench --quick                   # seconds: tiny sizes, agreement check
     shortcut-jax bench --sections process        # only the whole-process times (minutes)
 
