@@ -106,23 +106,9 @@ def test_paired_start(reference):
 
 
 def test_one_compilation_per_shape_group(tmp_path, monkeypatch):
-    traces = {"init": 0, "run": 0}
-    real = sweep_lib.make_stages
+    from tests.test_compilation import count_traces
 
-    def counting(config):
-        init, run = real(config)
-
-        def init_(*a):
-            traces["init"] += 1
-            return init(*a)
-
-        def run_(*a):
-            traces["run"] += 1
-            return run(*a)
-
-        return init_, run_
-
-    monkeypatch.setattr(sweep_lib, "make_stages", counting)
+    traces = count_traces(monkeypatch)
     grid = sj.Grid(**{**SMALL, "variants": ("shortcut",), "seeds": 8, "chunk_size": 4,
                       "steps": 40})
     sj.run_sweep(grid, str(tmp_path / "out"), progress=False)
