@@ -451,9 +451,10 @@ def final_rows(df, **selectors):
     """The rows of load(folder) at each run's last eval step that match selectors
     (column=value or column=[values]); an unknown column or value is a ValueError listing the
     valid ones."""
+    from shortcut_jax import stats
+
     runs = [c for c in ID_COLUMNS if c != "step"]
-    last = df[df["step"] == df.groupby(runs, observed=True, dropna=False)["step"]
-              .transform("max")]
+    last = stats.final(df)
     mask = np.ones(len(last), bool)
     for column, wanted in selectors.items():
         if column not in runs:

@@ -161,9 +161,10 @@ class Grid:
         for v in self.variants:
             if v not in VARIANTS:
                 raise ValueError(f"variants: expected values in {VARIANTS}, got {v!r}")
-        for name in ("widths", "data_seeds"):
-            for w in getattr(self, name):
-                _positive_int(name, w + (name == "data_seeds"))
+        for w in self.widths:
+            _positive_int("widths", w)
+        for seed in self.data_seeds:
+            _positive_int("data_seeds", seed, minimum=0)
         for lr in self.lrs:
             _real("lrs", lr, 0.0, math.inf, "finite learning rates > 0", open_low=True)
         for name in ("seeds", "steps", "eval_every", "n_test", "memory_budget"):
@@ -171,7 +172,7 @@ class Grid:
         for name in ("chunk_size", "block_size"):
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
-        _positive_int("teacher_seed", self.teacher_seed + 1)
+        _positive_int("teacher_seed", self.teacher_seed, minimum=0)
         for name, known_names in (("optimizers", OPTIMIZERS), ("loss_fns", LOSSES)):
             for value in getattr(self, name):
                 if value not in known_names:
@@ -183,7 +184,7 @@ class Grid:
         for value in self.shortcut_init:
             shortcut_w_scale(value, self.shortcut_scale)  # checks the name and the scale
         for n in self.n_train or ():
-            _positive_int("n_train", n - 1)  # at least 2: one to train, one to validate
+            _positive_int("n_train", n, minimum=2)  # one row to train, one to validate
         for d in self.d or ():
             _positive_int("d", d)  # the 2-D tasks' generators ask for d >= 2 when loading
         for v in self.noise or ():
@@ -304,9 +305,9 @@ def auto_block_size(n: int, h: int, platform: str | None = None) -> int:
     return int(min(cap, 2 ** int(math.log2(fit)))) if fit >= 1 else 1
 
 
-def _positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+def _positive_int(name: str, value, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
 
 
 def _real(name: str, value, low: float, high: float, what: str, *, open_low: bool = False,
