@@ -67,7 +67,8 @@ def add_grid_flags(parser: argparse.ArgumentParser, defaults: dict[str, Any]) ->
 
     a = parser.add_argument
     g = parser.add_argument_group("the network and its training")
-    g.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    g.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
+                   help="the plain network, the shortcut network, or both (paired by seed)")
     g.add_argument("--widths", nargs="+", type=positive_int, default=defaults["widths"],
                    help="hidden widths h")
     g.add_argument("--lrs", nargs="+", type=number, default=defaults["lrs"],
@@ -79,7 +80,8 @@ def add_grid_flags(parser: argparse.ArgumentParser, defaults: dict[str, Any]) ->
                    help="training steps")
     g.add_argument("--eval-every", type=positive_int, default=defaults["eval_every"],
                    help="steps between evaluations")
-    g.add_argument("--optimizer", nargs="+", choices=sorted(OPTIMIZERS), default=["sgd"])
+    g.add_argument("--optimizer", nargs="+", choices=sorted(OPTIMIZERS), default=["sgd"],
+                   help="optax optimizers by name (momentum 0.9; adamw weight decay 1e-4)")
     g.add_argument("--loss", nargs="+", choices=sorted(LOSSES), default=["mse"],
                    help="mse: the problem's squared loss; bce: cross-entropy")
     g.add_argument("--grad", choices=["manual", "autodiff"], default="manual",
@@ -134,8 +136,10 @@ def add_grid_flags(parser: argparse.ArgumentParser, defaults: dict[str, Any]) ->
     d.add_argument("--test-fraction", type=number, default=0.3,
                    help="breast cancer and --data only: share of rows held out for test")
     r = parser.add_argument_group("running")
+    r.add_argument("--smoke", action="store_true", help="a tiny configuration that runs in "
+                                                        "seconds (what the tests run)")
     r.add_argument("--chunk-size", type=positive_int, default=None,
-                   help="runs per results file (default: what fits --memory-budget)")
+                   help="runs per results file (default: what fits in 1 GiB of device memory)")
     r.add_argument("--block-size", type=positive_int, default=None,
                    help="runs vmapped together (default: from n and h, sweep.auto_block_size)")
     a("--out", default=None, help="output folder (default runs/<command>-<date-time>)")
@@ -146,14 +150,14 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     """Flags of every command that runs JAX: devices, hosts, the compile cache, timings."""
     r = parser.add_argument_group("devices and caching")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
-    r.add_argument("--smoke", action="store_true", help="a tiny configuration that runs in "
-                                                        "seconds (what the tests run)")
     r.add_argument("--cpu-devices", type=positive_int, default=None,
                    help="CPU devices to shard the runs over (default: one per core)")
     r.add_argument("--coordinator", default=None,
                    help="HOST:PORT of process 0, for several hosts (jax.distributed)")
-    r.add_argument("--num-processes", type=positive_int, default=None)
-    r.add_argument("--process-id", type=nonnegative_int, default=None)
+    r.add_argument("--num-processes", type=positive_int, default=None,
+                   help="with --coordinator: how many processes take part")
+    r.add_argument("--process-id", type=nonnegative_int, default=None,
+                   help="with --coordinator: this process's index, 0 writes the files")
     r.add_argument("--no-compile-cache", action="store_true",
                    help="do not use the persistent compilation cache (also: "
                         "SHORTCUT_JAX_NO_COMPILE_CACHE=1); default folder "
@@ -161,6 +165,23 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--timings", default=None, metavar="FILE",
                    help="write seconds per phase (import, data, draws, compile, train, write, "
                         "report) to FILE as JSON")
+
+
+FLAGS = {"datasets": "--dataset", "d": "--dim", "loss_fns": "--loss",
+         "optimizers": "--optimizer", "csv": "--data", "teacher_labels": "--teacher-labels"}
+"""Grid fields whose flag is not "--" + the field's name with dashes."""
+
+
+def _as_flags(message: str, args: argparse.Namespace) -> str:
+    """A Grid error in the command's terms: its field named by the flag that sets it, and a
+    value the user did not type marked as the default."""
+    name, sep, rest = message.partition(":")
+    if not sep or not name.isidentifier():
+        return message
+    flag = FLAGS.get(name, "--" + name.replace("_", "-"))
+    if name == "eval_every" and "--eval-every" not in sys.argv:
+        rest += " (the default; set --eval-every)"
+    return f"{flag}:{rest}"
 
 
 def grid_from_args(args: argparse.Namespace, smoke: dict[str, Any] | None):
@@ -251,7 +272,7 @@ def cmd_sweep(args: argparse.Namespace, parser: argparse.ArgumentParser,
     try:
         grid = grid_from_args(args, smoke)
     except (ValueError, TypeError) as e:
-        parser.error(str(e))
+        parser.error(_as_flags(str(e), args))
     out = args.out or default_out(name)
     try:
         folder = run_sweep(grid, out, progress=not args.no_progress,
@@ -397,7 +418,8 @@ def _sweep_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         return done
     folder, timings = done
     _write_timings(args, timings)
-    print(f"wrote {folder.results_csv}")
+    print(f"wrote {folder.results_csv} ({folder.counts['trained']} runs trained, "
+          f"{folder.counts['resumed']} found complete)")
     return 0
 
 

@@ -206,9 +206,9 @@ def paired_vs_axis(df: pd.DataFrame, axis: str, metrics: Sequence[str] = ("test_
                title=f"{metric} (shortcut better: {better})")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-    fig.suptitle(f"shortcut − plain vs {axis}\n(mean, {confidence:.0%} t interval over seed "
-                 f"pairs; other axes pooled; lr chosen on {select_by} unless an axis)",
-                 fontsize="medium")
+    fig.suptitle(f"shortcut − plain vs {axis}\n(mean, {confidence:.0%} t interval over seeds, "
+                 f"a seed's pairs at other axes' values averaged; lr chosen on {select_by} "
+                 "unless an axis)", fontsize="medium")
     return fig
 
 

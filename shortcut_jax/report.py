@@ -96,8 +96,8 @@ def _paired_rows(table: pd.DataFrame, axes: list[str], digits: int = 4) -> pd.Da
     out = pd.DataFrame({"setting": [_setting(r, axes) for _, r in table.iterrows()]})
     out["difference [CI]"] = [stats.format_ci(r.diff_mean, r.diff_lo, r.diff_hi, digits)
                                   for r in table.itertuples()]
-    out["p (t test)"] = [f"{p:.3g}" for p in table["p_ttest"]]
-    out["p (Wilcoxon)"] = [f"{p:.3g}" for p in table["p_wilcoxon"]]
+    out["p (t test)"] = ["–" if np.isnan(p) else f"{p:.3g}" for p in table["p_ttest"]]
+    out["p (Wilcoxon)"] = ["–" if np.isnan(p) else f"{p:.3g}" for p in table["p_wilcoxon"]]
     out["shortcut win rate"] = [f"{w:.2f}" for w in table["win_rate"]]
     out["pairs"] = table["n_used"].to_numpy()
     return out
@@ -138,7 +138,10 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
           "so a paired difference is the shortcut's.", "", SELECTION_RULE,
           f"Intervals are {confidence:.0%} Student-t intervals over seeds (for fractions such as "
           "accuracies, intersected with [0, 1]); p values from the paired t test and the "
-          "Wilcoxon signed-rank test.", ""]
+          "Wilcoxon signed-rank test (– where every pair is equal); the win rate is the share "
+          "of seeds where the shortcut is better (lower for losses, errors and eigenvalue "
+          "fractions; ties count ½). Where a table or figure leaves an axis out, a seed's pairs "
+          "at its values are averaged first.", ""]
     for record in config.get("data", []):
         if "path" in record:
             s += [f"- {record['path']}: {record['n_train']} train / {record['n_val']} validation "

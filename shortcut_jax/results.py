@@ -162,6 +162,7 @@ class RunFolder:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.timings: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
         self._manifest: dict[str, str] | None = None
 
     @property
@@ -204,6 +205,7 @@ class RunFolder:
                 "command": " ".join(sys.argv)}))
             yield self
         finally:
+            holder.unlink(missing_ok=True)
             lock.release()
 
     # --- config ------------------------------------------------------------------------------
@@ -216,9 +218,10 @@ class RunFolder:
             held = json.loads(cfg_path.read_text()).get("config") or {}
             if held != config:
                 _refuse_changed_files(self.path, held.get("data"), config.get("data"))
-                diff = sorted(k for k in set(held) | set(config) if held.get(k) != config.get(k))
-                raise ValueError(f"out: {self.path} holds results of a different config "
-                                 f"(differs in {diff}); use another --out folder or delete it")
+                diff = "; ".join(f"{k} is {a!r} there, {b!r} here"
+                                 for k, a, b in _differences(held, config)[:5])
+                raise ValueError(f"out: {self.path} holds results of a different config: {diff}; "
+                                 "use another --out folder or delete it")
             return
         if self.path.exists() and any(p for p in self.path.iterdir()
                                       if not p.name.startswith(self.LOCK)):
@@ -364,6 +367,14 @@ class RunFolder:
 
         self._write(self.results_csv, write_csv)
         self._write(self.params_npz, write_params)
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted key, value in a, value in b) wherever two JSON-like configs differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b), key=str)
+                for d in _differences(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [(prefix.rstrip("."), a, b)]
 
 
 def _refuse_changed_files(path: Path, held: Any, now: Any) -> None:

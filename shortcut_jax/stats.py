@@ -137,7 +137,9 @@ def paired(df: pd.DataFrame, metric: str = "test_acc", by: Sequence[str] | None 
            higher: bool | None = None) -> pd.DataFrame:
     """Shortcut minus plain of the final `metric` (or "steps_to_tau" with tau), per seed,
     matched on seed and every other grid axis, summarized per `by` (default: CONFIG_KEYS
-    without variant and shortcut_init, plus shortcut_init).
+    without variant and shortcut_init, plus shortcut_init). Where `by` leaves axes out, a
+    seed's pairs at their values are averaged first: they share the seed's initialization, so
+    the replicates are the seeds (n_pairs counts seeds).
 
     Columns: by..., metric, n_pairs, n_used (pairs with both values finite), mean_plain,
     mean_shortcut, diff_mean/_lo/_hi (t interval), p_ttest, p_wilcoxon, win_rate (fraction
@@ -163,6 +165,8 @@ def paired(df: pd.DataFrame, metric: str = "test_acc", by: Sequence[str] | None 
     better = higher_is_better(metric) if higher is None else higher
     rows, diffs = [], []
     for key, g in pairs.groupby(keys, observed=True, dropna=False, sort=True):
+        if g["seed"].duplicated().any():  # axes pooled: a seed's pairs share its start, so
+            g = g.groupby("seed")[[f"{metric}_s", f"{metric}_p"]].mean()  # one mean per seed
         s, p = g[f"{metric}_s"].to_numpy(float), g[f"{metric}_p"].to_numpy(float)
         ok = ~(np.isnan(s) | np.isnan(p))
         s, p = s[ok], p[ok]
@@ -185,7 +189,7 @@ def paired(df: pd.DataFrame, metric: str = "test_acc", by: Sequence[str] | None 
 def paired_selected(df: pd.DataFrame, metric: str, by: Sequence[str],
                     select_by: str = "val_acc", confidence: float = 0.95) -> pd.DataFrame:
     """paired(...) grouped by `by` with each variant at its validation-selected lr (best_lr)
-    unless lr is one of `by`; pairs at the other axes' values are pooled."""
+    unless lr is one of `by`; a seed's pairs at the other axes' values are averaged."""
     if "lr" in by:
         return paired(df, metric, by=by, confidence=confidence)
     return paired(best_lr(df, select_by), metric, by=by, confidence=confidence, ignore=("lr",))

@@ -566,7 +566,8 @@ def load_all(grid: Grid, load: Callable[[DataSpec], Dataset] | None = None
 def run_sweep(grid: Grid, out_dir: str, *, load: Callable[[DataSpec], Dataset] | None = None,
               progress: bool = True, extra_config: dict | None = None) -> results_lib.RunFolder:
     """Run (or resume) the whole grid into out_dir; returns the finished RunFolder, whose
-    `timings` holds seconds spent loading data, drawing, compiling, training and writing.
+    `timings` holds seconds spent loading data, drawing, compiling, training and writing, and
+    `counts` the runs trained now and the runs found complete ("trained", "resumed").
 
     Data from `load(spec)` (default: `load_data`, the built-in tasks or the grid's CSV) are
     validated, and recorded in config.json, before anything compiles. One writer per folder:
@@ -588,6 +589,8 @@ def run_sweep(grid: Grid, out_dir: str, *, load: Callable[[DataSpec], Dataset] |
         if jax.process_count() > 1:  # process 0's folder decides, for every process alike
             done = np.asarray(multihost_utils.broadcast_one_to_all(done), bool)
         todo = [c for c, ok in zip(chunks, done) if not ok]
+        folder.counts = {"trained": sum(len(c[2]) for c in todo),
+                         "resumed": sum(len(c[2]) for c, ok in zip(chunks, done) if ok)}
         _train(grid, folder, datasets, mesh, todo, progress, timings)
         t0 = time.perf_counter()
         folder.assemble([(g.name, c) for g, c, _, _ in chunks])

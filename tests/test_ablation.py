@@ -137,5 +137,5 @@ def test_the_command_line_takes_every_axis_and_refuses_a_misplaced_one(tmp_path,
     with pytest.raises(SystemExit):
         cli.main(["sweep", "--dataset", "moons", "--teacher-width", "2", "--out",
                   str(tmp_path / "x"), "--no-progress"])
-    assert "teacher_width: applies to the data sets ['teacher']" in capsys.readouterr().err
+    assert "--teacher-width: applies to the data sets ['teacher']" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()

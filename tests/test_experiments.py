@@ -114,9 +114,13 @@ def test_compare_on_a_users_csv(tmp_path, capsys):
     assert "missing.csv" in capsys.readouterr().err
 
 
-def test_sweep_smoke_and_its_report(tmp_path):
+def test_sweep_smoke_and_its_report(tmp_path, capsys):
     out = tmp_path / "s"
     assert load_script("sweep").main(["--smoke", "--out", str(out), "--no-progress"]) == 0
+    assert "(8 runs trained, 0 found complete)" in capsys.readouterr().out
+    assert load_script("sweep").main(["--smoke", "--out", str(out), "--no-progress"]) == 0
+    assert "(0 runs trained, 8 found complete)" in capsys.readouterr().out
+    assert not (out / ".lock.holder").exists()  # the holder's note leaves with the lock
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 * 2 * 1 * 2 * 3  # variants x widths x lrs x seeds x evals

@@ -138,7 +138,8 @@ def test_same_config_twice_is_bitwise_identical(reference, tmp_path):
 
 
 def test_different_config_into_the_same_folder_is_refused(reference):
-    with pytest.raises(ValueError, match=r"out: .* holds results of a different config"):
+    with pytest.raises(ValueError, match=r"out: .* holds results of a different config: "
+                                         r"grid.lrs is \[0.5, 1.0\] there, \[0.3\] here"):
         sj.run_sweep(sj.Grid(**{**SMALL, "lrs": (0.3,)}), str(reference), progress=False)
 
 
