@@ -880,6 +880,12 @@ def _median(values: Sequence[float | None]) -> float | None:
 # --- the report --------------------------------------------------------------------------------
 
 
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    """Lines of a markdown table."""
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(str(c) for c in row) + " |" for row in rows)]
+
+
 def markdown(report: dict[str, Any]) -> str:
     """results.md: every section that ran, as tables."""
     v = report["versions"]
@@ -892,18 +898,16 @@ def markdown(report: dict[str, Any]) -> str:
         s += ["## Gradient and step, manual_grad vs jax.grad (jitted, µs)", "",
               f"grad: one jitted call (dispatch included); step: one SGD step inside a compiled "
               f"loop of {STEPS_PER_CALL} (dispatch excluded). Timed in turns, median.", "",
-              "| n | d | h | impl | grad µs | step µs | compile s |",
-              "|---|---|---|---|---|---|---|"]
-        s += [f"| {r['n']} | {r['d']} | {r['h']} | {r['impl']} | {r['grad_us']:.1f} | "
-              f"{r['step_us']:.1f} | {r['grad_compile_s']:.2f} |" for r in report["grads"]]
-        s.append("")
+              *_table(["n", "d", "h", "impl", "grad µs", "step µs", "compile s"],
+                      [[r["n"], r["d"], r["h"], r["impl"], f"{r['grad_us']:.1f}",
+                        f"{r['step_us']:.1f}", f"{r['grad_compile_s']:.2f}"]
+                       for r in report["grads"]]), ""]
     if report.get("compile"):
         s += ["## Compile time of a sweep shape group (trace + XLA compile of init and "
               "run, eval metrics and diagnostics included)", "",
-              "| group | runs | init s | run s | total s |", "|---|---|---|---|---|"]
-        s += [f"| {r['group']} | {r['runs']} | {r['init_s']:.2f} | {r['run_s']:.2f} | "
-              f"{r['total_s']:.2f} |" for r in report["compile"]]
-        s.append("")
+              *_table(["group", "runs", "init s", "run s", "total s"],
+                      [[r["group"], r["runs"], f"{r['init_s']:.2f}", f"{r['run_s']:.2f}",
+                        f"{r['total_s']:.2f}"] for r in report["compile"]]), ""]
     if report.get("configs"):
         where = ("all in this process (--quick)" if report.get("quick") else
                  "each implementation in a process of its own")
@@ -913,29 +917,26 @@ def markdown(report: dict[str, Any]) -> str:
     ratio = lambda x: "–" if x is None else f"{x:.2f}×"  # noqa: E731
     for name, c in report.get("configs", {}).items():
         s += [f"## {name}: n={c['n']} d={c['d']} h={c['h']} M={c['M']} T={c['T']}", "",
-              "| impl | malloc | threads / devices | median s | spread s | model-steps/s | "
-              "GFLOP/s | compile s | × kit | × kit_1dev | losses agree |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
-        for r in c["rows"]:
-            s.append(f"| {r['impl']} | {'tuned' if r['tuned_malloc'] else 'as installed'} | "
-                     f"{footing_text(r['footing'])} | {r['median_s']:.3f} | {r['spread_s']:.3f} "
-                     f"| {r['model_steps_per_s']:,.0f} | {r['gflops']:.2f} | "
-                     f"{r['compile_s']:.2f} | {ratio(r['kit_speedup'])} | "
-                     f"{ratio(r['kit_1dev_speedup'])} | {'yes' if r['agree'] else 'NO'} |")
-        s.append("")
+              *_table(["impl", "malloc", "threads / devices", "median s", "spread s",
+                       "model-steps/s", "GFLOP/s", "compile s", "× kit", "× kit_1dev",
+                       "losses agree"],
+                      [[r["impl"], "tuned" if r["tuned_malloc"] else "as installed",
+                        footing_text(r["footing"]), f"{r['median_s']:.3f}",
+                        f"{r['spread_s']:.3f}", f"{r['model_steps_per_s']:,.0f}",
+                        f"{r['gflops']:.2f}", f"{r['compile_s']:.2f}", ratio(r["kit_speedup"]),
+                        ratio(r["kit_1dev_speedup"]), "yes" if r["agree"] else "NO"]
+                       for r in c["rows"]]), ""]
     if report.get("scaling"):
         s += ["## Kit time vs M, n and h (one varied at a time; d and T of A)", "",
-              "| varied | n | h | M | s | model-steps/s | GFLOP/s |",
-              "|---|---|---|---|---|---|---|"]
-        s += [f"| {r['axis']} | {r['n']} | {r['h']} | {r['M']} | {r['median_s']:.3f} | "
-              f"{r['model_steps_per_s']:,.0f} | {r['gflops']:.2f} |" for r in report["scaling"]]
-        s.append("")
+              *_table(["varied", "n", "h", "M", "s", "model-steps/s", "GFLOP/s"],
+                      [[r["axis"], r["n"], r["h"], r["M"], f"{r['median_s']:.3f}",
+                        f"{r['model_steps_per_s']:,.0f}", f"{r['gflops']:.2f}"]
+                       for r in report["scaling"]]), ""]
     if report.get("memory"):
         s += ["## Peak memory of a chunked sweep (chunks of 1024 runs, h=16, n=1000)", "",
-              "| M | peak RSS MB | s |", "|---|---|---|"]
-        s += [f"| {r['M']} | {r['peak_rss_mb']:.0f} | {r['seconds']:.1f} |"
-              for r in report["memory"]]
-        s.append("")
+              *_table(["M", "peak RSS MB", "s"],
+                      [[r["M"], f"{r['peak_rss_mb']:.0f}", f"{r['seconds']:.1f}"]
+                       for r in report["memory"]]), ""]
     if report.get("process"):
         s += _process_markdown(report["process"])
     return "\n".join(s).rstrip() + "\n"

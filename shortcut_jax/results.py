@@ -422,10 +422,18 @@ def _finished(folder: str | Path) -> RunFolder:
             raise ValueError(f"folder: {f.path} is an unfinished sweep (no {path.name}); rerun "
                              "the command that started it to finish it")
         want = f.manifest.get(path.name)
-        if want is not None and sha256(path) != want:
+        info = path.stat()
+        if want is not None and _digest(path, info.st_mtime_ns, info.st_size) != want:
             raise ValueError(f"folder: {path} fails its recorded checksum (damaged?); rerun "
                              "the command that wrote the folder to rebuild it from the chunks")
     return f
+
+
+@functools.lru_cache(maxsize=32)
+def _digest(path: Path, mtime_ns: int, size: int) -> str:
+    """sha256 of a file version: a report reads params.npz once per run group, and each read
+    checks the folder, so the hash is computed once per file version."""
+    return sha256(path)
 
 
 def load(folder: str | Path):
