@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from shortcut_jax.model import Forward, Params, forward_columns
@@ -97,6 +98,64 @@ def hessian_matrix(objective, params: Params, X: jax.Array, Y: jax.Array,
         keep = jnp.asarray(keep, H.dtype)
         H = H * keep[:, None] * keep[None, :]  # dropped rows and columns: eigenvalues 0
     return H
+
+
+def hessian_by_hand(params: Params, X, Y, loss_fn: str = "mse") -> np.ndarray:
+    """The exact Hessian of J over the flattened parameters (ravel_pytree order: W1, b1, W2,
+    b2, W), written out, in float64 NumPy; params may carry a leading axis of R runs -> (R, P, P).
+
+    With l(z2, y) the loss of one example and g = dz2/dtheta,
+
+        (h.1) d2J/dtheta2 = 1/n sum_i [ l''(z2_i) g_i g_i^T + l'(z2_i) d2z2_i/dtheta2 ]
+        (h.2) g = (W2_k 1{z1_k > 0} x^T, W2_k 1{z1_k > 0}, a1_k, 1, x^T)   (W1_k, b1_k, W2_k, b2, W)
+        (h.3) d2z2/dW2_k dW1_k = 1{z1_k > 0} x^T, d2z2/dW2_k db1_k = 1{z1_k > 0}, else 0
+              (ReLU'' = 0, as in jax.grad)
+        mse: l' = (y_hat - y) s, l'' = s^2 + (y_hat - y) s (1 - 2 y_hat), s = y_hat (1 - y_hat)
+        bce: l' = y_hat - y,     l'' = s
+
+    NumPy, so nothing compiles; equals jax.hessian of model.loss / bce_loss (tested).
+    """
+    W1, b1, W2, b2 = (np.asarray(a, np.float64) for a in params[:4])
+    W = None if params.W is None else np.asarray(params.W, np.float64)
+    single = W1.ndim == 2
+    if single:
+        W1, b1, W2, b2 = W1[None], b1[None], W2[None], b2[None]
+        W = None if W is None else W[None]
+    if loss_fn not in ("mse", "bce"):
+        raise ValueError(f"loss_fn: expected 'mse' or 'bce', got {loss_fn!r}")
+    X, Y = np.asarray(X, np.float64), np.asarray(Y, np.float64)
+    R, h, d = W1.shape
+    n = X.shape[0]
+    if X.shape != (n, d) or Y.shape != (n,):
+        raise ValueError(f"X, Y: expected shapes (n, {d}) and (n,), got {X.shape} and {Y.shape}")
+    Z1 = np.einsum("nd,rhd->rnh", X, W1) + b1[:, None, :]            # (R, n, h)
+    on = (Z1 > 0).astype(np.float64)                                  # 1{z1 > 0}
+    A1 = Z1 * on
+    Z2 = np.einsum("rnh,rh->rn", A1, W2[:, 0]) + b2[:, None]
+    if W is not None:
+        Z2 = Z2 + np.einsum("nd,rd->rn", X, W[:, 0])
+    Y_hat = 0.5 * (1.0 + np.tanh(0.5 * Z2))                           # sigmoid, no overflow
+    s = Y_hat * (1 - Y_hat)
+    if loss_fn == "mse":
+        l1, l2 = (Y_hat - Y) * s, s * s + (Y_hat - Y) * s * (1 - 2 * Y_hat)
+    else:
+        l1, l2 = Y_hat - Y, s
+    dz1 = W2[:, 0][:, None, :] * on                                   # (h.2) dz2/db1
+    G = [(dz1[..., None] * X[None, :, None, :]).reshape(R, n, h * d), dz1, A1,
+         np.ones((R, n, 1))]                                           # (h.2), one row per i
+    if W is not None:
+        G.append(np.broadcast_to(X, (R, n, d)))
+    G = np.concatenate(G, axis=2)                                     # (R, n, P)
+    H = np.matmul(np.swapaxes(G, 1, 2) * (l2 / n)[:, None, :], G)     # (h.1), first term
+    cross_W1 = np.einsum("rn,rnh,nd->rhd", l1 / n, on, X)             # (h.1) second term, (h.3)
+    cross_b1 = np.einsum("rn,rnh->rh", l1 / n, on)
+    k = np.arange(h)
+    for j in range(d):
+        H[:, h * d + h + k, k * d + j] += cross_W1[:, :, j]
+        H[:, k * d + j, h * d + h + k] += cross_W1[:, :, j]
+    H[:, h * d + h + k, h * d + k] += cross_b1
+    H[:, h * d + k, h * d + h + k] += cross_b1
+    return H[0] if single else H
 
 
 def spectrum_fractions(eig, n_kept, tol: float = 1e-6, xp=jnp) -> dict:

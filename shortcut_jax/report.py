@@ -18,7 +18,6 @@ import itertools
 import json
 from pathlib import Path
 
-import jax
 import numpy as np
 import pandas as pd
 import threadpoolctl
@@ -32,6 +31,8 @@ AXES = ("width", "n_train", "d", "noise", "linear_weight", "teacher_width", "tea
         "batch_size", "shortcut_init", "optimizer", "loss_fn")
 """Grid axes an ablation may vary (besides dataset, seed and lr)."""
 HESSIAN_MAX_PARAMS = 600
+HESSIAN_CHUNK = 2**22
+"""Floats of dz2/dtheta (runs x n x P) the report's Hessians hold at once (32 MB)."""
 MAX_HEATMAPS = 6
 
 
@@ -248,53 +249,37 @@ def _rows_of(runs: pd.DataFrame, spec: dict) -> pd.DataFrame:
 
 def hessian_table(folder: Path, data: list, chosen: pd.DataFrame) -> pd.DataFrame:
     """Exact float64 Hessian spectra of J at the final parameters of the chosen runs (models up
-    to HESSIAN_MAX_PARAMS parameters): hess_zero_frac, hess_neg_frac per run. Plain networks
-    are read as shortcut networks with W = 0 and W dropped (diagnostics.hessian_spectrum), so
-    both variants of a width share one program. data: _datasets(folder, config)."""
-    from shortcut_jax.model import Params, bce_loss, loss, num_params
+    to HESSIAN_MAX_PARAMS parameters): hess_zero_frac, hess_neg_frac per run, from the
+    hand-written Hessian (diagnostics.hessian_by_hand: NumPy, nothing compiles). data:
+    _datasets(folder, config)."""
+    from shortcut_jax.model import num_params
 
     out = []
     for spec, ds, _ in data:
         X, Y = ds.X_train, ds.Y_train
         d = X.shape[1]
         runs = _rows_of(chosen, spec)
-        for (width, loss_fn), g in runs.groupby(["width", "loss_fn"], observed=True):
-            if num_params(d, int(width)) > HESSIAN_MAX_PARAMS:
+        for (width, loss_fn, variant), part in runs.groupby(["width", "loss_fn", "variant"],
+                                                            observed=True):
+            P = num_params(d, int(width), shortcut=variant == "shortcut")
+            if P > HESSIAN_MAX_PARAMS:
                 continue
-            stacks, keeps, rows = [], [], []
-            for _, part in g.groupby("variant", observed=True):
-                p = results.params_of(folder, part)
-                keep = np.ones(num_params(d, int(width)))
-                if p.W is None:  # plain: W = 0, dropped (the last leaf of the flat Params)
-                    p = p._replace(W=np.zeros((len(part), 1, d), np.asarray(p.W1).dtype))
-                    keep[-d:] = 0.0
-                stacks.append(p)
-                keeps.append(np.repeat(keep[None], len(part), 0))
-                rows.append(part)
-            params = Params(*(np.concatenate(leaves).astype(np.float64)
-                              for leaves in zip(*stacks)))
-            objective = {"mse": loss, "bce": bce_loss}[str(loss_fn)]
-            keep = np.concatenate(keeps)
-            with jax.enable_x64(True):  # float32 rounding is near the 1e-6 zero threshold
-                H = np.asarray(_hessians(  # NumPy in: no eager conversions to compile
-                    objective, params, X.astype(np.float64), Y.astype(np.float64), keep))
-            # LAPACK through NumPy on one thread: right after a JAX computation, OpenBLAS's
-            # threads compete with XLA's for the cores (experiments/BENCHMARKS.md)
-            with threadpoolctl.threadpool_limits(1):
-                eig = np.linalg.eigvalsh(H)
-            spectra = diagnostics.spectrum_fractions(eig, keep.sum(axis=1), xp=np)
-            part = pd.concat(rows)
+            params = results.params_of(folder, part)
+            step = max(1, HESSIAN_CHUNK // (len(X) * P))  # runs per call: G is (runs, n, P)
+            eig = []
+            for i in range(0, len(part), step):
+                H = diagnostics.hessian_by_hand(
+                    type(params)(*(None if a is None else a[i:i + step] for a in params)),
+                    X, Y, str(loss_fn))
+                # LAPACK through NumPy on one thread: right after a JAX computation, OpenBLAS's
+                # threads compete with XLA's for the cores (experiments/BENCHMARKS.md)
+                with threadpoolctl.threadpool_limits(1):
+                    eig.append(np.linalg.eigvalsh(H))
+            spectra = diagnostics.spectrum_fractions(np.concatenate(eig), P, xp=np)
             out.append(part[[*stats.RUN_KEYS, "step"]].assign(
-                n_params=[num_params(d, int(width), shortcut=v == "shortcut")
-                          for v in part["variant"]],
-                hess_zero_frac=spectra["hess_zero_frac"], hess_neg_frac=spectra["hess_neg_frac"]))
+                n_params=P, hess_zero_frac=spectra["hess_zero_frac"],
+                hess_neg_frac=spectra["hess_neg_frac"]))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _hessians(objective, params, X, Y, keep):
-    """diagnostics.hessian_matrix of each of a stack of parameters."""
-    return jax.vmap(lambda q, k: diagnostics.hessian_matrix(objective, q, X, Y, k))(params, keep)
 
 
 def _hessian_section(hess: pd.DataFrame, where: list[str], confidence: float) -> list[str]:

@@ -1,7 +1,8 @@
 """Sweeps: a grid of runs, grouped by shape, vmapped over (lr, seed), sharded over devices.
 
     grid -> data sets (one per dataset x data seed x data axes: n_train, d, noise, ...)
-         -> draw_runs (every seed's random numbers at the widest width, one call per sweep)
+         -> draw_runs (every seed's random numbers at the widest width and largest d, one call
+            per sweep)
          -> groups (a data set x variant, width, optimizer, loss, batch size, shortcut init)
          -> chunks of runs -> blocks (one compiled call per block and segment, sharded over
             the "runs" mesh axis)
@@ -603,10 +604,12 @@ def _train(grid, folder, datasets, mesh, todo, progress, timings) -> None:
     """Train and save every chunk in `todo`; adds to timings (compile from JAX's own events)."""
     from shortcut_jax import compilation
 
-    # every seed's random numbers, per input dimension and dtype, drawn at the widest width
-    # when first needed (not at all on a full resume): a narrower width reads a prefix, which
-    # equals its own draw only with partitionable threefry (JAX's default); else one per width
+    # every seed's random numbers, per dtype, drawn once at the widest width and the largest
+    # input dimension when first needed (not at all on a full resume): every group reads a
+    # prefix, which equals its own draw only with partitionable threefry (JAX's default); else
+    # one draw per (d, width)
     wide = jax.config.jax_threefry_partitionable
+    widest = (max(np.shape(ds.X_train)[1] for ds in datasets.values()), max(grid.widths))
     draws: dict[tuple, Draws] = {}
     executors: dict[tuple, Executor] = {}
     bar = _progress_bar(progress, sum(len(c[2]) for c in todo) * grid.steps)
@@ -630,7 +633,7 @@ def _train(grid, folder, datasets, mesh, todo, progress, timings) -> None:
             rate = bar.n / grid.steps / (time.perf_counter() - start)
             bar.set_postfix_str(f"{label}, {rate:.1f} runs/s")
 
-        key = (d, max(grid.widths) if wide else group.width, np.dtype(data.X_train.dtype))
+        key = (*(widest if wide else (d, group.width)), np.dtype(data.X_train.dtype))
         if key not in draws:  # draw_runs' (d, h, dtype)
             t0 = time.perf_counter()
             with compilation.tally() as compiled:

@@ -71,9 +71,11 @@ def test_teacher_axes_share_one_program(tmp_path, monkeypatch):
     assert traces == {"init": 1, "run": 1} and t.programs == 3
 
 
-def test_a_new_shape_is_a_new_program(tmp_path, monkeypatch):
+@pytest.mark.parametrize("axis, values", [("n_train", (40, 60)), ("d", (2, 5))])
+def test_a_new_shape_is_a_new_program(axis, values, tmp_path, monkeypatch):
+    """Two programs per shape; the draws once for the whole sweep (at the largest d too)."""
     traces = count_traces(monkeypatch)
-    grid = sj.Grid(**{**SMALL, "n_train": (40, 60)}, variants=("shortcut",))
+    grid = sj.Grid(**{**SMALL, axis: values}, variants=("shortcut",))
     with compilation.tally() as t:
         sj.run_sweep(grid, str(tmp_path / "out"), progress=False)
     assert traces == {"init": 2, "run": 2} and t.programs == 2 * 2 + 1

@@ -523,3 +523,55 @@ def test_a_plain_networks_spectrum_is_the_shortcut_networks_at_W_zero_with_W_dro
     np.testing.assert_allclose(masked["hess_neg_frac"], plain["hess_neg_frac"])
     extra = np.sort(np.concatenate([np.asarray(plain["eigenvalues"]), np.zeros(3)]))
     np.testing.assert_allclose(np.sort(masked["eigenvalues"]), extra, rtol=1e-9, atol=1e-12)
+
+
+# --- hessian_by_hand --------------------------------------------------------------------------
+
+
+def _random_problem(rng, d, h, n, shortcut):
+    p = sj.Params(rng.standard_normal((h, d)), rng.standard_normal(h),
+                  rng.standard_normal((1, h)), np.float64(rng.standard_normal()),
+                  rng.standard_normal((1, d)) if shortcut else None)
+    return p, rng.standard_normal((n, d)), rng.integers(0, 2, n).astype(np.float64)
+
+
+@pytest.mark.parametrize("shortcut", [True, False])
+@pytest.mark.parametrize("loss_fn, objective", [("mse", sj.loss), ("bce", sj.bce_loss)])
+def test_hessian_by_hand_equals_jax_hessian(x64, shortcut, loss_fn, objective):
+    """(h.1)-(h.3) against jax.hessian of the loss in float64, with a dead unit (zero rows and
+    columns) and a unit whose z1 changes sign across the rows (the cross terms (h.3))."""
+    rng = np.random.default_rng(3)
+    p, X, Y = _random_problem(rng, 3, 5, 40, shortcut)
+    p = p._replace(W1=p.W1.copy(), b1=p.b1.copy())
+    p.W1[2], p.b1[2] = 0.0, -1.0  # unit 2 dead on every row
+    z1 = X @ p.W1.T + p.b1
+    assert np.all(z1[:, 2] < 0) and np.any(z1[:, 0] > 0) and np.any(z1[:, 0] < 0)
+    H = dg.hessian_by_hand(p, X, Y, loss_fn)
+    reference = np.asarray(dg.hessian_matrix(objective, jax.tree.map(jnp.asarray, p),
+                                             jnp.asarray(X), jnp.asarray(Y)))
+    N = sj.num_params(3, 5, shortcut=shortcut)
+    assert H.shape == (N, N) and H.dtype == np.float64
+    np.testing.assert_allclose(H, reference, rtol=1e-9, atol=1e-12 * np.abs(reference).max())
+    assert np.any(np.abs(H) > 0.1 * np.abs(H).max())  # not a matrix of zeros
+
+
+def test_hessian_by_hand_runs_a_stack_of_models_and_float32_params():
+    rng = np.random.default_rng(4)
+    runs = [_random_problem(rng, 2, 3, 25, True) for _ in range(4)]
+    X, Y = runs[0][1], runs[0][2]
+    stack = sj.Params(*(np.stack([r[0][k] for r in runs]) for k in range(5)))
+    H = dg.hessian_by_hand(stack, X, Y)
+    assert H.shape == (4, 15, 15)  # (d + 1) h + h + 1 + d
+    for i, (p, _, _) in enumerate(runs):
+        np.testing.assert_array_equal(H[i], dg.hessian_by_hand(p, X, Y))
+    low = dg.hessian_by_hand(jax.tree.map(lambda a: np.asarray(a, np.float32), runs[0][0]), X, Y)
+    assert low.dtype == np.float64
+
+
+def test_hessian_by_hand_names_bad_arguments():
+    p, X, Y = _random_problem(np.random.default_rng(5), 2, 3, 10, True)
+    with pytest.raises(ValueError, match="loss_fn: expected 'mse' or 'bce', got 'l1'"):
+        dg.hessian_by_hand(p, X, Y, "l1")
+    with pytest.raises(ValueError, match=r"X, Y: expected shapes \(n, 2\) and \(n,\), got "
+                                         r"\(10, 3\) and \(10,\)"):
+        dg.hessian_by_hand(p, np.ones((10, 3)), Y)

@@ -314,16 +314,22 @@ def test_cli_help_lists_every_flag():
 
 
 @pytest.mark.parametrize("partitionable", [True, False])
-def test_a_width_s_results_do_not_depend_on_the_other_widths(tmp_path, partitionable):
-    """Draws come from the widest width only where a prefix equals a narrower draw."""
+@pytest.mark.parametrize("axis, values", [("widths", (3, 16)), ("d", (2, 7))])
+def test_a_group_s_results_do_not_depend_on_the_other_groups(tmp_path, partitionable, axis,
+                                                              values):
+    """Draws come from the widest width and largest d only where a prefix equals a narrower
+    draw."""
     small = {**SMALL, "variants": ("shortcut",), "lrs": (0.5,), "seeds": 2, "steps": 10,
-             "eval_every": 10}
+             "eval_every": 10, "widths": (3,), "d": (2,)}
     with jax.threefry_partitionable(partitionable):
-        sj.run_sweep(sj.Grid(**{**small, "widths": (3,)}), str(tmp_path / "one"), progress=False)
-        sj.run_sweep(sj.Grid(**{**small, "widths": (3, 16)}), str(tmp_path / "two"),
+        sj.run_sweep(sj.Grid(**{**small, axis: values[:1]}), str(tmp_path / "one"),
+                     progress=False)
+        sj.run_sweep(sj.Grid(**{**small, axis: values}), str(tmp_path / "two"),
                      progress=False)
     one = [r for r in read(tmp_path / "one")]
-    two = [r for r in read(tmp_path / "two") if r["width"] == "3"]
+    column = {"widths": "width"}.get(axis, axis)
+    two = [r for r in read(tmp_path / "two") if r[column] == str(values[0])]
+    assert len(one) == len(two) > 0
     assert [r["train_loss"] for r in one] == [r["train_loss"] for r in two]
 
 
