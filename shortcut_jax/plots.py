@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import jax
 import numpy as np
 import pandas as pd
 from matplotlib.colors import Normalize
@@ -249,6 +250,9 @@ def paired_heatmap(df: pd.DataFrame, metric: str = "test_acc", x: str = "width",
     return fig
 
 
+_predict = jax.jit(predict)  # one program per shape (op by op, each op compiled its own)
+
+
 def decision_boundaries(models: Sequence[Params], X, Y, titles: Sequence[str], *,
                         resolution: int = 200, padding: float = 0.1) -> Figure:
     """Side by side, y_hat = predict(params, grid) of 2-D classifiers in [0, 1] (blue 0 ..
@@ -276,7 +280,7 @@ def decision_boundaries(models: Sequence[Params], X, Y, titles: Sequence[str], *
     for k, (params, title) in enumerate(zip(models, titles)):
         ax = fig.add_subplot(spec[0, k])
         dtype = np.asarray(params.W1).dtype
-        prob = np.asarray(predict(params, grid.astype(dtype)), np.float64).reshape(gx.shape)
+        prob = np.asarray(_predict(params, grid.astype(dtype)), np.float64).reshape(gx.shape)
         filled = ax.contourf(gx, gy, prob, levels=np.linspace(0, 1, 11), cmap="RdBu_r",
                              vmin=0, vmax=1, alpha=0.55)
         if prob.min() < 0.5 < prob.max():
