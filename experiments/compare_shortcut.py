@@ -1,6 +1,6 @@
 """The headline experiment: does the shortcut help, and why? Plain vs shortcut, paired by seed.
 
-    python experiments/compare_shortcut.py            # ~30 s on 2 CPU cores (~16 s cached)
+    python experiments/compare_shortcut.py            # ~23 s on 2 CPU cores (~14 s cached)
     python experiments/compare_shortcut.py --smoke    # seconds (what the test runs)
 
 The same as `shortcut-jax compare`. Default: linear_xor and moons (synthetic, 2-D) and breast

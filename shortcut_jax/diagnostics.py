@@ -1,7 +1,8 @@
 """What a run looks like inside: dead units, saturation, gradient norms, the shortcut's share.
 
-`at_eval` is computed inside the compiled training loop at every eval step; `hessian_spectrum`
-once at the end (the models are tiny, so the exact Hessian is affordable).
+`at_eval` is computed inside the compiled training loop at every eval step; the exact Hessian
+once at the end (the models are tiny): `hessian_spectrum` by `jax.hessian`, `hessian_by_hand`
+written out in NumPy (what the report uses; nothing to compile).
 """
 
 from __future__ import annotations
