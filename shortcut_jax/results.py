@@ -212,7 +212,12 @@ class RunFolder:
     # --- config ------------------------------------------------------------------------------
 
     def prepare(self, config: dict[str, Any], prov: dict[str, Any]) -> None:
-        """Create the folder, or check that it holds this same config (then it resumes)."""
+        """Create the folder, or check that it holds this same config (then it resumes).
+
+        Process 0 alone decides (run_sweep broadcasts what it found): another process would
+        look at the folder while process 0 writes it, and see its files half made."""
+        if not _is_writer():
+            return
         cfg_path = self.path / "config.json"
         config = json.loads(json.dumps(config))  # normalise tuples -> lists, keys -> str
         if cfg_path.exists():
@@ -228,9 +233,8 @@ class RunFolder:
                                       if not p.name.startswith(self.LOCK)):
             raise ValueError(f"out: {self.path} exists and is not empty but has no config.json; "
                              "refusing to mix results")
-        if _is_writer():
-            atomic_write_text(cfg_path, json.dumps({"config": config, "provenance": prov},
-                                                   indent=2) + "\n")
+        atomic_write_text(cfg_path, json.dumps({"config": config, "provenance": prov},
+                                               indent=2) + "\n")
 
     def config(self) -> dict[str, Any]:
         """config.json's {"config": ..., "provenance": ...}."""

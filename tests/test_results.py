@@ -294,3 +294,19 @@ def test_a_healthy_resume_warns_of_nothing_and_moves_nothing(whole):
         warnings.simplefilter("error")
         sj.run_sweep(sj.Grid(**SMALL), str(whole), progress=False)
     assert not (whole / "chunks" / "damaged").exists()
+
+
+def test_only_process_0_judges_and_writes_the_folder(tmp_path, monkeypatch):
+    """Another process of a multi-process sweep sees process 0's files half made (here a
+    temporary file of config.json); it leaves the checks and the writing to process 0, whose
+    decisions run_sweep broadcasts. (CI once failed on this race: process 1 refused the
+    folder and process 0 then timed out waiting for it.)"""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".config.json.tmp").write_text("{")
+    monkeypatch.setattr(results, "_is_writer", lambda: False)
+    results.RunFolder(out).prepare({"a": 1}, {})
+    assert sorted(p.name for p in out.iterdir()) == [".config.json.tmp"]
+    monkeypatch.setattr(results, "_is_writer", lambda: True)
+    with pytest.raises(ValueError, match="exists and is not empty but has no config.json"):
+        results.RunFolder(out).prepare({"a": 1}, {})
