@@ -180,9 +180,9 @@ def _times_x(M: jax.Array, XT: jax.Array) -> jax.Array:
     with what follows (a dot with K = d is slower on CPU: experiments/BENCHMARKS.md)."""
     if M.shape[1] > SMALL_D:
         return M @ XT
-    out = M[:, 0, None] * XT[0][None, :]
+    out = M[:, :1] * XT[:1]  # (k, 1) * (1, n): column j of M times row j of X^T
     for j in range(1, M.shape[1]):
-        out = out + M[:, j, None] * XT[j][None, :]
+        out = out + M[:, j:j + 1] * XT[j:j + 1]
     return out
 
 

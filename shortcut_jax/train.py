@@ -210,12 +210,10 @@ def evaluate(config: TrainConfig, params: Params, data: Dataset,
     """Scalar metrics of one run at one eval point: loss and accuracy of each split (and, with a
     teacher, test_gen_err = mean 1/2 (y_hat - p_teacher)^2 on the test inputs), diagnostics.
 
-    Each split's forward pass is traced once and read by every metric of that split (the
-    gradient traces its own training pass, which XLA merges with this one). w_on: see
-    make_stages.
+    Each split's forward pass is traced once and read by every metric of that split and, for
+    the training split, by the hand-written gradient. w_on: see make_stages.
     """
     loss_from = LOSSES[config.loss_fn][2]
-    g = _masked(make_grad_fn(config)(params, data.X_train, data.Y_train), w_on)
     out = {}
     for split in ("train", "val", "test"):
         X, Y = getattr(data, f"X_{split}"), getattr(data, f"Y_{split}")
@@ -224,6 +222,9 @@ def evaluate(config: TrainConfig, params: Params, data: Dataset,
         out[f"{split}_acc"] = _accuracy_from(fwd.y_hat, Y)
         if split == "train":
             train = fwd
+    grad_fn = make_grad_fn(config)
+    g = _masked(grad_fn(params, data.X_train, data.Y_train, fwd=train) if config.grad == "manual"
+                else grad_fn(params, data.X_train, data.Y_train), w_on)
     if data.P_test is not None:
         out["test_gen_err"] = jnp.mean(0.5 * (fwd.y_hat - data.P_test) ** 2)
     out["grad_norm"] = optax.tree.norm(g)

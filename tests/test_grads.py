@@ -368,6 +368,20 @@ def test_precomputed_XT_gives_the_same_gradient(grad):
         backward(params, X, Z1T, A1T, Y, XT=X)
 
 
+@pytest.mark.parametrize("grad", [sj.manual_grad, sj.manual_grad_bce])
+def test_a_forward_pass_made_already_gives_the_same_gradient(grad):
+    """train.evaluate hands the gradient its training forward pass (one pass traced)."""
+    params, X, Y = random_problem(3, 3, 5, 40, 1.0, True, jnp.float32)
+    want = jax.jit(grad)(params, X, Y)
+    got = jax.jit(lambda p, X, Y: grad(p, X, Y, fwd=sj.forward_columns(p, X)))(params, X, Y)
+    for a, b in zip(want, got):
+        np.testing.assert_array_equal(a, b)
+    rows = sj.model.forward_batch(params, X)  # z1 (n, h): the rows layout, not the columns
+    with pytest.raises(ValueError, match=r"fwd: expected forward_columns\(params, X\), a "
+                                         r"Forward with z1 \(5, 40\), got Forward \(40, 5\)"):
+        grad(params, X, Y, fwd=rows)
+
+
 SATURATED = jax.jit(lambda params, X, Y: (
     [sj.loss(params, X, Y), sj.predict(params, X)] + jax.tree.leaves(sj.manual_grad(params, X, Y))
     + jax.tree.leaves(jax.grad(sj.loss)(params, X, Y))))  # one compile per dtype, not per op
