@@ -124,8 +124,16 @@ def hessian_by_hand(params: Params, X, Y, loss_fn: str = "mse") -> np.ndarray:
         W = None if W is None else W[None]
     if loss_fn not in ("mse", "bce"):
         raise ValueError(f"loss_fn: expected 'mse' or 'bce', got {loss_fn!r}")
-    X, Y = np.asarray(X, np.float64), np.asarray(Y, np.float64)
+    if W1.ndim != 3:
+        raise ValueError(f"params.W1: expected shape (h, d) or (runs, h, d), got {W1.shape}")
     R, h, d = W1.shape
+    for name, a, shape in (("b1", b1, (h,)), ("W2", W2, (1, h)), ("b2", b2, ()),
+                           ("W", W, (1, d))):
+        if a is not None and a.shape != (R, *shape):
+            raise ValueError(f"params.{name}: expected shape {shape if single else (R, *shape)}"
+                             f" to match W1 {W1.shape[1:] if single else W1.shape}, got "
+                             f"{a.shape[1:] if single else a.shape}")
+    X, Y = np.asarray(X, np.float64), np.asarray(Y, np.float64)
     n = X.shape[0]
     if X.shape != (n, d) or Y.shape != (n,):
         raise ValueError(f"X, Y: expected shapes (n, {d}) and (n,), got {X.shape} and {Y.shape}")

@@ -575,3 +575,13 @@ def test_hessian_by_hand_names_bad_arguments():
     with pytest.raises(ValueError, match=r"X, Y: expected shapes \(n, 2\) and \(n,\), got "
                                          r"\(10, 3\) and \(10,\)"):
         dg.hessian_by_hand(p, np.ones((10, 3)), Y)
+    with pytest.raises(ValueError, match=r"params.W2: expected shape \(1, 3\) to match W1 "
+                                         r"\(3, 2\), got \(3,\)"):
+        dg.hessian_by_hand(p._replace(W2=p.W2[0]), X, Y)
+    stack = sj.Params(*(np.stack([a, a]) for a in p))
+    with pytest.raises(ValueError, match=r"params.b1: expected shape \(2, 3\) to match W1 "
+                                         r"\(2, 3, 2\), got \(2, 4\)"):
+        dg.hessian_by_hand(stack._replace(b1=np.zeros((2, 4))), X, Y)
+    with pytest.raises(ValueError, match=r"params.W1: expected shape \(h, d\) or \(runs, h, "
+                                         r"d\), got \(3,\)"):
+        dg.hessian_by_hand(p._replace(W1=p.W1[:, 0]), X, Y)
