@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from shortcut_jax.model import Forward, Params, forward_columns
+from shortcut_jax.model import Forward, Params, check_finite, check_labels, forward_columns
 
 SATURATED = 1e-3  # an example is saturated when y_hat (1 - y_hat) < SATURATED
 
@@ -87,18 +87,12 @@ def at_eval(params: Params, g: Params, X: jax.Array,
     }
 
 
-def hessian_matrix(objective, params: Params, X: jax.Array, Y: jax.Array,
-                   keep: jax.Array | None = None) -> jax.Array:
+def hessian_matrix(objective, params: Params, X: jax.Array, Y: jax.Array) -> jax.Array:
     """The exact Hessian of J = objective(params, X, Y) over the flattened parameters
-    (ravel_pytree order), symmetrized; with keep (a 0/1 vector), the rows and columns of the
-    dropped coordinates are zero."""
+    (ravel_pytree order), symmetrized."""
     flat, unravel = ravel_pytree(params)
     H = jax.hessian(lambda v: objective(unravel(v), X, Y))(flat)
-    H = 0.5 * (H + H.T)
-    if keep is not None:
-        keep = jnp.asarray(keep, H.dtype)
-        H = H * keep[:, None] * keep[None, :]  # dropped rows and columns: eigenvalues 0
-    return H
+    return 0.5 * (H + H.T)
 
 
 def hessian_by_hand(params: Params, X, Y, loss_fn: str = "mse") -> np.ndarray:
@@ -133,10 +127,19 @@ def hessian_by_hand(params: Params, X, Y, loss_fn: str = "mse") -> np.ndarray:
             raise ValueError(f"params.{name}: expected shape {shape if single else (R, *shape)}"
                              f" to match W1 {W1.shape[1:] if single else W1.shape}, got "
                              f"{a.shape[1:] if single else a.shape}")
-    X, Y = np.asarray(X, np.float64), np.asarray(Y, np.float64)
+    X, Y = np.asarray(X), np.asarray(Y)
+    if X.ndim != 2 or X.shape[1] != d or len(X) < 1 or not np.issubdtype(X.dtype, np.floating):
+        raise ValueError(f"X: expected a floating (n, {d}) array with n >= 1, got "
+                         f"{X.dtype}{list(X.shape)}")
     n = X.shape[0]
-    if X.shape != (n, d) or Y.shape != (n,):
-        raise ValueError(f"X, Y: expected shapes (n, {d}) and (n,), got {X.shape} and {Y.shape}")
+    if Y.shape != (n,):
+        raise ValueError(f"Y: expected shape ({n},) to match X, got {Y.shape}")
+    check_finite("X", X)
+    check_labels("Y", Y)
+    for name, a in zip(Params._fields, (W1, b1, W2, b2, W)):
+        if a is not None:
+            check_finite(f"params.{name}", a)
+    X, Y = X.astype(np.float64), Y.astype(np.float64)
     Z1 = np.einsum("nd,rhd->rnh", X, W1) + b1[:, None, :]            # (R, n, h)
     on = (Z1 > 0).astype(np.float64)                                  # 1{z1 > 0}
     A1 = Z1 * on
@@ -167,27 +170,18 @@ def hessian_by_hand(params: Params, X, Y, loss_fn: str = "mse") -> np.ndarray:
     return H[0] if single else H
 
 
-def spectrum_fractions(eig, n_kept, tol: float = 1e-6, xp=jnp) -> dict:
-    """Fractions of the n_kept eigenvalues of a Hessian near zero (|lambda| <= tol max|lambda|)
-    and negative (lambda < -tol max|lambda|), from eig (..., P) holding P - n_kept extra zeros
-    (hessian_matrix's dropped coordinates). xp: jax.numpy or numpy."""
+def spectrum_fractions(eig, tol: float = 1e-6, xp=jnp) -> dict:
+    """Fractions of the eigenvalues eig (..., P) of a Hessian near zero (|lambda| <= tol
+    max|lambda|) and negative (lambda < -tol max|lambda|). xp: jax.numpy or numpy."""
     scale = xp.maximum(xp.max(xp.abs(eig), axis=-1), xp.finfo(eig.dtype).tiny)[..., None]
-    extra = eig.shape[-1] - n_kept
-    return {"hess_zero_frac": (xp.sum(xp.abs(eig) <= tol * scale, axis=-1) - extra) / n_kept,
-            "hess_neg_frac": xp.sum(eig < -tol * scale, axis=-1) / n_kept}
+    P = eig.shape[-1]
+    return {"hess_zero_frac": xp.sum(xp.abs(eig) <= tol * scale, axis=-1) / P,
+            "hess_neg_frac": xp.sum(eig < -tol * scale, axis=-1) / P}
 
 
 def hessian_spectrum(objective, params: Params, X: jax.Array, Y: jax.Array,
-                     tol: float = 1e-6, keep: jax.Array | None = None) -> dict[str, jax.Array]:
-    """Exact Hessian of J at params: eigenvalues and fractions near zero / negative
-    (spectrum_fractions).
-
-    keep: optional 0/1 vector over the flattened parameters (ravel_pytree order); the fractions
-    are then those of the Hessian restricted to the kept coordinates (the eigenvalues gain one 0
-    per dropped one). A plain network's Hessian is the shortcut network's at W = 0 with W
-    dropped, so one compiled program serves both variants.
-    """
-    H = hessian_matrix(objective, params, X, Y, keep)
-    eig = jnp.linalg.eigvalsh(H)
-    n = eig.shape[-1] if keep is None else jnp.sum(jnp.asarray(keep, eig.dtype))
-    return {"eigenvalues": eig, **spectrum_fractions(eig, n, tol)}
+                     tol: float = 1e-6) -> dict[str, jax.Array]:
+    """Exact Hessian of J at params (jax.hessian): eigenvalues and fractions near zero /
+    negative (spectrum_fractions)."""
+    eig = jnp.linalg.eigvalsh(hessian_matrix(objective, params, X, Y))
+    return {"eigenvalues": eig, **spectrum_fractions(eig, tol)}

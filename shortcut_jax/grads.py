@@ -20,7 +20,6 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from shortcut_jax.model import (
-    Forward,
     Params,
     check_params,
     check_X,
@@ -53,18 +52,17 @@ def manual_example_grad(params: Params, x: ArrayLike, y: ArrayLike) -> Params:
 
 
 def manual_grad(params: Params, X: ArrayLike, Y: ArrayLike, *,
-                XT: jax.Array | None = None, fwd: Forward | None = None) -> Params:
+                XT: jax.Array | None = None) -> Params:
     """dJ/dtheta over a batch X (n, d), Y (n,): (b.1)-(b.7) in matrix form, averaged over n.
 
     Column i of each (h, n) matrix (entry i of each (n,) vector) is the per-example quantity;
     sums over examples are the batch average because Delta already carries the 1/n.
-    XT: optionally X.T, made once outside a training loop; fwd: forward_columns(params, X) if
-    made already (one forward pass to trace instead of two).
+    XT: optionally X.T, made once outside a training loop.
     """
     W1 = check_params(params).W1
     X = check_X(X, W1.shape[1])
     XT = X.T if XT is None else XT
-    Z1T, A1T, Z2, Y_hat = _forward(params, X, XT, fwd)  # forward, a column per example
+    Z1T, A1T, Z2, Y_hat = forward_columns(params, X, XT=XT)  # forward, a column per example
     Y = check_Y(Y, X.shape[0], Y_hat.dtype)
     n = X.shape[0]
     dL_dY_hat = Y_hat - Y                               # (b.1)  per example
@@ -74,7 +72,7 @@ def manual_grad(params: Params, X: ArrayLike, Y: ArrayLike, *,
 
 
 def manual_grad_bce(params: Params, X: ArrayLike, Y: ArrayLike, *,
-                    XT: jax.Array | None = None, fwd: Forward | None = None) -> Params:
+                    XT: jax.Array | None = None) -> Params:
     """dJ/dtheta for the binary cross-entropy J = 1/n sum_i -[y log y_hat + (1-y) log(1-y_hat)].
 
     Only dL/dz2 changes: d/dz2 [y softplus(-z2) + (1-y) softplus(z2)] = sigmoid(z2) - y
@@ -84,22 +82,11 @@ def manual_grad_bce(params: Params, X: ArrayLike, Y: ArrayLike, *,
     W1 = check_params(params).W1
     X = check_X(X, W1.shape[1])
     XT = X.T if XT is None else XT
-    Z1T, A1T, Z2, Y_hat = _forward(params, X, XT, fwd)
+    Z1T, A1T, Z2, Y_hat = forward_columns(params, X, XT=XT)
     Y = check_Y(Y, X.shape[0], Y_hat.dtype)
     dL_dZ2 = (1 - Y) * Y_hat - Y * jax.nn.sigmoid(-Z2)  # y_hat - y, without cancellation
     Delta = dL_dZ2 / X.shape[0]                         # (1/n) dL/dz2 per example
     return backward(params, X, Z1T, A1T, Delta, XT=XT)
-
-
-def _forward(params: Params, X: jax.Array, XT: jax.Array, fwd: Forward | None) -> Forward:
-    if fwd is None:
-        return forward_columns(params, X, XT=XT)
-    h, n = params.W1.shape[0], X.shape[0]
-    if not isinstance(fwd, Forward) or fwd.z1.shape != (h, n) or fwd.y_hat.shape != (n,):
-        raise ValueError(f"fwd: expected forward_columns(params, X), a Forward with z1 ({h}, "
-                         f"{n}), got {type(fwd).__name__} "
-                         f"{getattr(getattr(fwd, 'z1', None), 'shape', None)}")
-    return fwd
 
 
 def backward(params: Params, X: jax.Array, Z1T: jax.Array, A1T: jax.Array,

@@ -265,6 +265,22 @@ def check_params(params: Params) -> Params:
     return Params(W1=W1, b1=b1, W2=W2, b2=b2, W=W)
 
 
+def check_finite(name: str, a) -> None:
+    """Concrete values (NumPy, before anything compiles): no NaN or inf."""
+    a = np.asarray(a)
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name}: expected finite values, found "
+                         f"{int(np.sum(~np.isfinite(a)))} NaN/inf entries")
+
+
+def check_labels(name: str, a) -> None:
+    """Concrete labels (NumPy): exactly 0 or 1."""
+    a = np.asarray(a)
+    if not np.all((a == 0) | (a == 1)):
+        bad = np.unique(a[(a != 0) & (a != 1)])[:5]
+        raise ValueError(f"{name}: expected labels 0 or 1, got values such as {bad.tolist()}")
+
+
 def _floating(name: str, a: ArrayLike) -> jax.Array:
     a = jnp.asarray(a)
     if not jnp.issubdtype(a.dtype, jnp.floating):

@@ -18,6 +18,7 @@ import itertools
 import json
 from pathlib import Path
 
+import jax
 import numpy as np
 import pandas as pd
 import threadpoolctl
@@ -265,20 +266,25 @@ def hessian_table(folder: Path, data: list, chosen: pd.DataFrame) -> pd.DataFram
             if P > HESSIAN_MAX_PARAMS:
                 continue
             params = results.params_of(folder, part)
+            # a diverged run (NaN/inf parameters) has no spectrum: NaN, left out of the stats
+            finite = np.logical_and.reduce([np.isfinite(a).reshape(len(part), -1).all(1)
+                                            for a in params if a is not None])
+            fractions = np.full((len(part), 2), np.nan)
+            rows = np.flatnonzero(finite)
             step = max(1, HESSIAN_CHUNK // (len(X) * P))  # runs per call: G is (runs, n, P)
-            eig = []
-            for i in range(0, len(part), step):
-                H = diagnostics.hessian_by_hand(
-                    type(params)(*(None if a is None else a[i:i + step] for a in params)),
-                    X, Y, str(loss_fn))
+            for i in range(0, len(rows), step):
+                take = rows[i:i + step]
+                H = diagnostics.hessian_by_hand(jax.tree.map(lambda a, t=take: a[t], params),
+                                                X, Y, str(loss_fn))
                 # LAPACK through NumPy on one thread: right after a JAX computation, OpenBLAS's
                 # threads compete with XLA's for the cores (experiments/BENCHMARKS.md)
                 with threadpoolctl.threadpool_limits(1):
-                    eig.append(np.linalg.eigvalsh(H))
-            spectra = diagnostics.spectrum_fractions(np.concatenate(eig), P, xp=np)
+                    eig = np.linalg.eigvalsh(H)
+                spectra = diagnostics.spectrum_fractions(eig, xp=np)
+                fractions[take] = np.stack(
+                    [spectra["hess_zero_frac"], spectra["hess_neg_frac"]], 1)
             out.append(part[[*stats.RUN_KEYS, "step"]].assign(
-                n_params=P, hess_zero_frac=spectra["hess_zero_frac"],
-                hess_neg_frac=spectra["hess_neg_frac"]))
+                n_params=P, hess_zero_frac=fractions[:, 0], hess_neg_frac=fractions[:, 1]))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
@@ -287,18 +293,16 @@ def _hessian_section(hess: pd.DataFrame, where: list[str], confidence: float) ->
          "Exact Hessian of J at the final parameters of the chosen runs (float64): the fraction "
          "of eigenvalues near zero (|λ| ≤ 1e-6 max|λ|) and negative (λ < −1e-6 max|λ|). Models "
          f"over {HESSIAN_MAX_PARAMS} parameters are skipped.", ""]
-    keys = [c for c in stats.CONFIG_KEYS if c != "lr"]
-    rows = []
-    for key, g in hess.groupby(keys, observed=True, dropna=False, sort=True):
-        row = dict(zip(keys, key))
-        for m in ("hess_zero_frac", "hess_neg_frac"):
-            row[m] = stats.format_ci(*stats.t_interval(g[m], confidence, (0.0, 1.0)))
-        rows.append(row)
-    per = pd.DataFrame(rows)
-    s += [_table(pd.DataFrame({
-        "setting": [_setting(r, where) for _, r in per.iterrows()],
-        "variant": per["variant"], "near-zero fraction [95% CI]": per["hess_zero_frac"],
-        "negative fraction [95% CI]": per["hess_neg_frac"]})), ""]
+    metrics = ("hess_zero_frac", "hess_neg_frac")
+    per = stats.summarize(hess, metrics, by=[c for c in stats.CONFIG_KEYS if c != "lr"],
+                          confidence=confidence)  # NaN (diverged runs) left out
+    view = pd.DataFrame({"setting": [_setting(r, where) for _, r in per.iterrows()],
+                         "variant": per["variant"]})
+    for m, label in zip(metrics, ("near-zero", "negative")):
+        view[f"{label} fraction [{confidence:.0%} CI]"] = [
+            stats.format_ci(r[f"{m}_mean"], r[f"{m}_lo"], r[f"{m}_hi"])
+            for _, r in per.iterrows()]
+    s += [_table(view), ""]
     for m, label in (("hess_zero_frac", "near-zero"), ("hess_neg_frac", "negative")):
         table = stats.paired(hess, m, confidence=confidence, ignore=("lr",), higher=False)
         sig = table.apply(stats.significance, axis=1)

@@ -163,17 +163,17 @@ class Grid:
             if v not in VARIANTS:
                 raise ValueError(f"variants: expected values in {VARIANTS}, got {v!r}")
         for w in self.widths:
-            _positive_int("widths", w)
+            data_lib._check_int("widths", w)
         for seed in self.data_seeds:
-            _positive_int("data_seeds", seed, minimum=0)
+            data_lib._check_int("data_seeds", seed, minimum=0)
         for lr in self.lrs:
             _real("lrs", lr, 0.0, math.inf, "finite learning rates > 0", open_low=True)
         for name in ("seeds", "steps", "eval_every", "n_test", "memory_budget"):
-            _positive_int(name, getattr(self, name))
+            data_lib._check_int(name, getattr(self, name))
         for name in ("chunk_size", "block_size"):
             if getattr(self, name) is not None:
-                _positive_int(name, getattr(self, name))
-        _positive_int("teacher_seed", self.teacher_seed, minimum=0)
+                data_lib._check_int(name, getattr(self, name))
+        data_lib._check_int("teacher_seed", self.teacher_seed, minimum=0)
         for name, known_names in (("optimizers", OPTIMIZERS), ("loss_fns", LOSSES)):
             for value in getattr(self, name):
                 if value not in known_names:
@@ -181,19 +181,19 @@ class Grid:
                                      f"{value!r}")
         for b in self.batch_size:
             if b is not None:
-                _positive_int("batch_size", b)
+                data_lib._check_int("batch_size", b)
         for value in self.shortcut_init:
             shortcut_w_scale(value, self.shortcut_scale)  # checks the name and the scale
         for n in self.n_train or ():
-            _positive_int("n_train", n, minimum=2)  # one row to train, one to validate
+            data_lib._check_int("n_train", n, minimum=2)  # one row to train, one to validate
         for d in self.d or ():
-            _positive_int("d", d)  # the 2-D tasks' generators ask for d >= 2 when loading
+            data_lib._check_int("d", d)  # the 2-D tasks' generators ask for d >= 2 when loading
         for v in self.noise or ():
             _real("noise", v, 0.0, math.inf, "numbers >= 0")
         for v in self.linear_weight or ():
             _real("linear_weight", v, 0.0, 1.0, "numbers in [0, 1]", open_high=False)
         for v in self.teacher_width or ():
-            _positive_int("teacher_width", v)
+            data_lib._check_int("teacher_width", v)
         for v in self.teacher_shortcut or ():
             _real("teacher_shortcut", v, 0.0, math.inf, "numbers >= 0")
         if self.teacher_labels not in ("threshold", "bernoulli"):
@@ -210,14 +210,15 @@ class Grid:
                 raise ValueError(f"{axis}: applies to the data sets {takes}, not to "
                                  f"{list(self.datasets)}; leave it out or add such a data set")
         # the remaining checks (eval_every, grad) are TrainConfig's
-        self.train_config(self.widths[0], True, self.optimizers[0], self.loss_fns[0],
+        self.train_config(self.widths[0], self.optimizers[0], self.loss_fns[0],
                           self.batch_size[0])
 
-    def train_config(self, width: int, shortcut: bool, optimizer: str, loss_fn: str,
+    def train_config(self, width: int, optimizer: str, loss_fn: str,
                      batch_size: int | None = None) -> TrainConfig:
-        """The compiled program's settings: W's start is the sweep's traced w_scale, so the
-        config holds no shortcut_init (one program for all of them)."""
-        return TrainConfig(h=width, shortcut=shortcut, steps=self.steps,
+        """The compiled program's settings: always the shortcut network (a plain run is W = 0
+        with W frozen, see Executor); W's start is the sweep's traced w_scale, so the config
+        holds no shortcut_init (one program for all of them)."""
+        return TrainConfig(h=width, shortcut=True, steps=self.steps,
                            eval_every=self.eval_every, optimizer=optimizer, loss_fn=loss_fn,
                            grad=self.grad, batch_size=batch_size)
 
@@ -243,7 +244,7 @@ class Grid:
                 inits = self.shortcut_init if variant == "shortcut" else (None,)
                 for init in inits:  # one program for both variants: the shortcut's
                     out.append(Group(spec, variant, width, opt, lf, bs, init,
-                                     self.train_config(width, True, opt, lf, bs)))
+                                     self.train_config(width, opt, lf, bs)))
         return out
 
     def runs(self) -> list[tuple[float, int]]:
@@ -295,8 +296,8 @@ def auto_block_size(n: int, h: int, platform: str | None = None) -> int:
     device filled instead: up to 4096 runs whose activations fit 32 MiB (a guess, not measured).
     platform: jax.default_backend() by default.
     """
-    _positive_int("n", n)
-    _positive_int("h", h)
+    data_lib._check_int("n", n)
+    data_lib._check_int("h", h)
     platform = jax.default_backend() if platform is None else platform
     if not isinstance(platform, str):
         raise TypeError(f"platform: expected a name such as 'cpu' or 'gpu', got {platform!r}")
@@ -304,11 +305,6 @@ def auto_block_size(n: int, h: int, platform: str | None = None) -> int:
     budget, cap = (1 << 20, 64) if platform == "cpu" else (1 << 25, 4096)
     fit = budget // (4 * n * h)
     return int(min(cap, 2 ** int(math.log2(fit)))) if fit >= 1 else 1
-
-
-def _positive_int(name: str, value, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
 
 
 def _real(name: str, value, low: float, high: float, what: str, *, open_low: bool = False,
@@ -359,7 +355,7 @@ def use_cpu_cores(count: int | None = None) -> int | None:
     if count is None:
         count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
             os.cpu_count() or 1)
-    _positive_int("count", count)
+    data_lib._check_int("count", count)
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return None
     try:

@@ -25,6 +25,8 @@ from shortcut_jax.model import (
     Params,
     bce_loss,
     bce_loss_from_forward,
+    check_finite,
+    check_labels,
     forward_columns,
     loss,
     loss_from_forward,
@@ -181,14 +183,10 @@ def validate_data(data: Any) -> None:
     for name, a in check_data(data)._asdict().items():
         if a is None:
             continue
-        a = np.asarray(a)
-        if name.startswith(("X", "P")) and not np.all(np.isfinite(a)):
-            raise ValueError(f"data.{name}: expected finite values, found "
-                             f"{int(np.sum(~np.isfinite(a)))} NaN/inf entries")
-        if name.startswith("Y") and not np.all((a == 0) | (a == 1)):
-            bad = np.unique(a[(a != 0) & (a != 1)])[:5]
-            raise ValueError(f"data.{name}: expected labels 0 or 1, got values such as "
-                             f"{bad.tolist()}")
+        if name.startswith(("X", "P")):
+            check_finite(f"data.{name}", a)
+        if name.startswith("Y"):
+            check_labels(f"data.{name}", a)
 
 
 def accuracy(params: Params, X: jax.Array, Y: jax.Array) -> jax.Array:
@@ -210,10 +208,12 @@ def evaluate(config: TrainConfig, params: Params, data: Dataset,
     """Scalar metrics of one run at one eval point: loss and accuracy of each split (and, with a
     teacher, test_gen_err = mean 1/2 (y_hat - p_teacher)^2 on the test inputs), diagnostics.
 
-    Each split's forward pass is traced once and read by every metric of that split and, for
-    the training split, by the hand-written gradient. w_on: see make_stages.
+    Each split's forward pass is traced once and read by every metric of that split (the
+    gradient traces its own training pass, which XLA merges with this one). w_on: see
+    make_stages.
     """
     loss_from = LOSSES[config.loss_fn][2]
+    g = _masked(make_grad_fn(config)(params, data.X_train, data.Y_train), w_on)
     out = {}
     for split in ("train", "val", "test"):
         X, Y = getattr(data, f"X_{split}"), getattr(data, f"Y_{split}")
@@ -222,9 +222,6 @@ def evaluate(config: TrainConfig, params: Params, data: Dataset,
         out[f"{split}_acc"] = _accuracy_from(fwd.y_hat, Y)
         if split == "train":
             train = fwd
-    grad_fn = make_grad_fn(config)
-    g = _masked(grad_fn(params, data.X_train, data.Y_train, fwd=train) if config.grad == "manual"
-                else grad_fn(params, data.X_train, data.Y_train), w_on)
     if data.P_test is not None:
         out["test_gen_err"] = jnp.mean(0.5 * (fwd.y_hat - data.P_test) ** 2)
     out["grad_norm"] = optax.tree.norm(g)

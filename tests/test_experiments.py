@@ -94,6 +94,23 @@ def test_the_hessian_verdict_comes_from_paired_intervals(compared):
             f"{len(hess)} configurations") in report
 
 
+def test_a_diverged_run_has_no_hessian_spectrum_and_the_report_goes_on(compared, monkeypatch):
+    """NaN fractions for a run whose parameters are not finite, left out of the intervals."""
+    params_of = results.params_of
+
+    def one_diverged(folder, rows):
+        p = params_of(folder, rows)
+        return p._replace(W1=np.where(np.arange(len(rows))[:, None, None] == 0, np.nan, p.W1))
+
+    monkeypatch.setattr(results, "params_of", one_diverged)
+    rep = sj.report.build(compared)
+    hess = rep.tables["hessian"]
+    first = hess.groupby(["dataset", "width", "variant"], observed=True).head(1).index
+    assert hess.loc[first, "hess_zero_frac"].isna().all()
+    assert hess.drop(first)["hess_zero_frac"].notna().all()
+    assert "## Why: singularities" in rep.markdown and "nan" not in rep.markdown.lower()
+
+
 def test_compare_on_a_users_csv(tmp_path, capsys):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(150, 3))
