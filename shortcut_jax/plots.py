@@ -183,15 +183,18 @@ def metric_vs_width(df: pd.DataFrame, metric: str = "test_acc", *, select_by: st
 def paired_vs_axis(df: pd.DataFrame, axis: str, metrics: Sequence[str] = ("test_acc",
                                                                           "test_loss"),
                    hue: str | None = None, *, select_by: str = "val_acc",
-                   confidence: float = 0.95) -> Figure:
+                   confidence: float = 0.95, tables: dict | None = None) -> Figure:
     """Shortcut minus plain of final metrics (one panel each) against `axis`, with t intervals,
     one line per value of `hue` (default: width, or dataset when the axis is width); pairs at
-    the other axes' values are pooled."""
-    _check(df, axis, *metrics)
+    the other axes' values are pooled. tables: {metric: stats.paired_selected(df, metric,
+    [axis, hue], select_by, confidence)} if made already."""
     hue = hue or ("dataset" if axis == "width" else "width")
+    _check(df, axis, hue, *metrics)
     fig, axes = _figure(len(metrics))
     for ax, metric in zip(axes, metrics):
-        table = stats.paired_selected(df, metric, [axis, hue], select_by, confidence)
+        table = (tables or {}).get(metric)
+        if table is None:
+            table = stats.paired_selected(df, metric, [axis, hue], select_by, confidence)
         for k, (value, g) in enumerate(table.groupby(hue, observed=True, dropna=False)):
             g = g.sort_values(axis)
             x = np.arange(len(g)) if g[axis].dtype.kind not in "iuf" else g[axis].to_numpy(float)

@@ -12,7 +12,6 @@ The command-line module writes the files.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import io
 import itertools
 import json
@@ -114,7 +113,7 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
     tau = config.get("tau", 0.05) if tau is None else tau
     axes = varied_axes(df)
     where = list(dict.fromkeys(["width", *axes]))
-    data = functools.cache(lambda: _datasets(folder, config))  # made again once, if needed
+    data = _datasets(folder, config)  # the sweep's data sets, made again
     metrics = [m for m in ("val_acc", "test_acc", "test_loss", "train_loss", "test_gen_err")
                if m in df.columns and df[m].notna().any()]
     runs = stats.with_steps_to(df, tau)
@@ -175,10 +174,11 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
     for axis in axes:
         name = f"paired_vs_{axis}"
         hue = "dataset" if axis == "width" else "width"
-        figures[name] = plots.paired_vs_axis(df, axis, hue=hue, confidence=confidence)
-        for m in ("test_acc", "test_loss"):
-            by_axis = stats.paired_selected(df, m, [axis, hue], "val_acc", confidence)
-            s += [f"- {axis}, {m}: {verdict(by_axis, m, [axis, hue])}"]
+        by_axis = {m: stats.paired_selected(df, m, [axis, hue], "val_acc", confidence)
+                   for m in ("test_acc", "test_loss")}
+        figures[name] = plots.paired_vs_axis(df, axis, hue=hue, confidence=confidence,
+                                             tables=by_axis)
+        s += [f"- {axis}, {m}: {verdict(t, m, [axis, hue])}" for m, t in by_axis.items()]
         s += ["", f"![{name}](figures/{name}.png)", ""]
     for x, y in list(itertools.combinations(axes, 2))[:MAX_HEATMAPS]:
         name = f"heatmap_{y}_{x}"
@@ -192,12 +192,12 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
               f"Reading: {verdict(selected_pairs['test_gen_err'], 'test_gen_err', where)}", ""]
 
     if hessians:
-        hess = hessian_table(folder, data(), chosen)
+        hess = hessian_table(folder, data, chosen)
         if len(hess):
             tables["hessian"] = hess
             s += _hessian_section(hess, where, confidence)
     if baselines:
-        base = baseline_table(data())
+        base = baseline_table(data)
         if len(base):
             tables["baselines"] = base
             s += ["## Baselines on the same splits (scikit-learn)", "", _table(base.round(3)), "",
@@ -212,7 +212,7 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
     if "lr" not in axes and df["lr"].nunique() > 1 and df["width"].nunique() > 1:
         figures["paired_heatmap"] = plots.paired_heatmap(df, "test_acc", x="width", y="lr",
                                                          confidence=confidence)
-    figures.update(boundaries(folder, data(), chosen))
+    figures.update(boundaries(folder, data, chosen))
     s += ["## Figures", ""] + [f"![{n}](figures/{n}.png)" for n in figures
                                if not n.startswith(("paired_vs_", "heatmap_"))] + [""]
     return Report("\n".join(s), figures, tables, len(df))

@@ -528,10 +528,13 @@ def params_of(folder: str | Path, rows) -> Any:
                              f"{sorted(rows[column].unique().tolist(), key=str)}; select one, "
                              f"e.g. {column}={rows[column].iloc[0]!r}")
     where = _params_index(f.params_npz, f.params_npz.stat().st_mtime_ns)
-    with np.load(f.params_npz) as z:
-        picked = [where[_key(r)] for r in rows[list(ID_COLUMNS[:-1])].to_dict("records")]
-        leaves = {name: np.stack([z[f"{g}/{name}"][i] for g, i in picked])
-                  for name in Params._fields if f"{picked[0][0]}/{name}" in z.files}
+    picked = [where[_key(r)] for r in rows[list(ID_COLUMNS[:-1])].to_dict("records")]
+    leaves = {}
+    with np.load(f.params_npz) as z:  # z[key] reads the whole array: once per group and leaf
+        for name in Params._fields:
+            if f"{picked[0][0]}/{name}" in z.files:
+                arrays = {g: z[f"{g}/{name}"] for g in dict.fromkeys(g for g, _ in picked)}
+                leaves[name] = np.stack([arrays[g][i] for g, i in picked])
     return Params(**leaves)
 
 

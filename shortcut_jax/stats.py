@@ -12,6 +12,7 @@ interval, the paired t test (scipy.stats.ttest_rel) and the Wilcoxon signed-rank
 from __future__ import annotations
 
 import functools
+import numbers
 from collections.abc import Sequence
 
 import numpy as np
@@ -55,8 +56,7 @@ def with_steps_to(df: pd.DataFrame, tau: float, metric: str = "train_loss") -> p
     (inf if never; NaN never counts as reached)."""
     ids = run_ids(df)
     first = df["step"].where(df[metric] <= tau).groupby(ids).transform("min")  # NaN: never
-    out = df.assign(**{STEPS: first.astype("float64").fillna(np.inf)})
-    return out[out["step"] == out["step"].groupby(ids).transform("max")]
+    return final(df.assign(**{STEPS: first.astype("float64").fillna(np.inf)}))
 
 
 def is_fraction(metric: str) -> bool:
@@ -80,12 +80,21 @@ def t_interval(values, confidence: float = 0.95,
 
 
 def _keys(df: pd.DataFrame, by: Sequence[str] | None) -> list[str]:
-    return list(CONFIG_KEYS if by is None else by)
+    keys = list(CONFIG_KEYS if by is None else by)
+    missing = [c for c in keys if c not in df.columns]
+    if missing:
+        raise ValueError(f"by: {missing[0]!r} is not a column; expected columns of "
+                         f"{[c for c in df.columns if c != 'run']}")
+    return keys
 
 
 @functools.lru_cache(maxsize=256)
 def t_quantile(confidence: float, df: int) -> float:
     """The two-sided Student-t quantile t_{(1 + confidence) / 2, df} (scipy.stats.t.ppf)."""
+    if (isinstance(confidence, bool) or not isinstance(confidence, numbers.Real)
+            or not 0 < confidence < 1):
+        raise ValueError(f"confidence: expected a number in (0, 1) such as 0.95, got "
+                         f"{confidence!r}")
     return float(scipy.stats.t.ppf(0.5 + confidence / 2, df))
 
 

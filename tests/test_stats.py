@@ -140,3 +140,21 @@ def test_nan_values_are_left_out_and_counted():
     (row,) = stats.summarize(df, ("test_acc",)).to_dict("records")
     assert row["test_acc_n"] == 2 and row["test_acc_mean"] == pytest.approx(0.7)
     assert isinstance(df, pd.DataFrame)
+
+
+def test_a_bad_confidence_or_grouping_column_is_named():
+    """Every interval goes through t_quantile, every grouping through one check: a confidence
+    of 95 gave NaN intervals and a misspelt `by` column was dropped without a word."""
+    df = runs({**{("plain", s): {"test_acc": 0.5 + 0.1 * s} for s in range(3)},
+               **{("shortcut", s): {"test_acc": 0.6 + 0.1 * s} for s in range(3)}})
+    for confidence in (95, 0.0, 1.0, True, "0.95"):
+        with pytest.raises(ValueError, match=r"confidence: expected a number in \(0, 1\) such "
+                                             rf"as 0.95, got {confidence!r}"):
+            stats.summarize(df, ("test_acc",), confidence=confidence)
+    with pytest.raises(ValueError, match="confidence: expected"):
+        stats.paired(df, "test_acc", confidence=95)
+    with pytest.raises(ValueError, match=r"by: 'widht' is not a column; expected columns of "
+                                         r"\[.*'width'"):
+        stats.paired(df, "test_acc", by=["width", "widht"])
+    with pytest.raises(ValueError, match=r"by: 'wdth' is not a column"):
+        stats.summarize(df, ("test_acc",), by=["wdth"])
