@@ -656,12 +656,13 @@ def versions() -> dict[str, Any]:
     import optax
 
     from shortcut_jax import peers
+    from shortcut_jax.sweep import MATMUL_PRECISION
 
     info = {"python": platform.python_version(), "machine": platform.machine(),
             "platform": platform.platform(), "cpu_count": os.cpu_count(), "cpus": _cpus(),
             "jax": jax.__version__, "optax": optax.__version__, "numpy": np.__version__,
             "backend": jax.default_backend(), "device": jax.devices()[0].device_kind,
-            "device_count": jax.device_count(), "matmul_precision": "highest",
+            "device_count": jax.device_count(), "matmul_precision": MATMUL_PRECISION,
             "dtype": "float32", "env": {k: os.environ.get(k) for k in THREAD_ENV}}
     if peers.HAVE_TORCH:
         from importlib.metadata import version
@@ -787,9 +788,10 @@ def run_process(argv: Sequence[str], cache_home: Path, workdir: Path, *,
            str(workdir / "out"), "--timings", str(timings)]
     if cpu_devices is not None:
         cmd += ["--cpu-devices", str(cpu_devices)]
+    from shortcut_jax.compilation import DISABLE_ENV
+
     env = {k: v for k, v in os.environ.items() if k not in (
-        "JAX_COMPILATION_CACHE_DIR", "SHORTCUT_JAX_NO_COMPILE_CACHE",
-        "JAX_ENABLE_COMPILATION_CACHE")}
+        "JAX_COMPILATION_CACHE_DIR", DISABLE_ENV, "JAX_ENABLE_COMPILATION_CACHE")}
     env["XDG_CACHE_HOME"] = str(cache_home)
     launched, t0 = time.time(), time.perf_counter()
     try:
@@ -805,10 +807,7 @@ def run_process(argv: Sequence[str], cache_home: Path, workdir: Path, *,
     if code == 0 and timings.exists():
         recorded = json.loads(timings.read_text())
         phases = {p: float(recorded[p]) for p in PROCESS_PHASES if p in recorded}
-        if "started" in recorded:
-            startup = float(recorded["started"]) - launched
-        else:
-            startup = float(recorded.get("import", 0.0))
+        startup = float(recorded["started"]) - launched  # cli --timings always records it
         out.update(timings=recorded, phases=phases, startup_s=startup,
                    other_s=wall - startup - sum(phases.values()))
     else:
@@ -1028,6 +1027,10 @@ def main(args: argparse.Namespace) -> int:
 
     from shortcut_jax import cli
 
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        print(f"error: --out: expected a folder for results.md and results.json, got the file "
+              f"{args.out}", file=sys.stderr)
+        return 2
     if args.one or args.serve:  # a fresh process timing one implementation
         if args.cfg is None:
             print(f"error: --cfg: expected [n, d, h, M, T] with --{'one' if args.one else 'serve'}"

@@ -163,8 +163,8 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
                         "SHORTCUT_JAX_NO_COMPILE_CACHE=1); default folder "
                         "$XDG_CACHE_HOME/shortcut-jax/xla, or your JAX_COMPILATION_CACHE_DIR")
     r.add_argument("--timings", default=None, metavar="FILE",
-                   help="write seconds per phase (import, data, draws, compile, train, write, "
-                        "report) to FILE as JSON")
+                   help="write seconds per phase (data, draws, compile, train, write, report) "
+                        "and the Unix time the command started to FILE as JSON")
 
 
 FLAGS = {"datasets": "--dataset", "d": "--dim", "loss_fns": "--loss",
@@ -172,15 +172,18 @@ FLAGS = {"datasets": "--dataset", "d": "--dim", "loss_fns": "--loss",
 """Grid fields whose flag is not "--" + the field's name with dashes."""
 
 
-def _as_flags(message: str, args: argparse.Namespace) -> str:
+def _as_flags(message: str, args: argparse.Namespace,
+              parser: argparse.ArgumentParser) -> str:
     """A Grid error in the command's terms: its field named by the flag that sets it, and a
-    value the user did not type marked as the default."""
+    value equal to the flag's default marked as such."""
     name, sep, rest = message.partition(":")
     if not sep or not name.isidentifier():
         return message
     flag = FLAGS.get(name, "--" + name.replace("_", "-"))
-    if name == "eval_every" and "--eval-every" not in sys.argv:
-        rest += " (the default; set --eval-every)"
+    dest = flag[2:].replace("-", "_")
+    default = parser.get_default(dest)
+    if default is not None and getattr(args, dest, None) == default:
+        rest += f" (the default; set {flag})"
     return f"{flag}:{rest}"
 
 
@@ -272,7 +275,7 @@ def cmd_sweep(args: argparse.Namespace, parser: argparse.ArgumentParser,
     try:
         grid = grid_from_args(args, smoke)
     except (ValueError, TypeError) as e:
-        parser.error(_as_flags(str(e), args))
+        parser.error(_as_flags(str(e), args, parser))
     out = args.out or default_out(name)
     try:
         folder = run_sweep(grid, out, progress=not args.no_progress,

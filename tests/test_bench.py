@@ -202,6 +202,15 @@ def test_impl_names_and_flags():
         bench.Runner("jax", (8, 2, 4, 2, 3))
 
 
+def test_an_out_that_is_a_file_is_refused_before_anything_runs(tmp_path, capsys):
+    from shortcut_jax import cli
+
+    (tmp_path / "f").write_text("")
+    assert cli.main(["bench", "--quick", "--out", str(tmp_path / "f")]) == 2
+    assert (f"--out: expected a folder for results.md and results.json, got the file "
+            f"{tmp_path / 'f'}") in capsys.readouterr().err
+
+
 def test_importing_the_command_loads_neither_torch_nor_matplotlib():
     code = ("import sys; import shortcut_jax.cli as c; import shortcut_jax.bench; "
             "c.make_parser(); print(sorted(m for m in ('torch', 'matplotlib') if m in "

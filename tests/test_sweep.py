@@ -389,3 +389,19 @@ def test_auto_block_size_fills_about_a_megabyte():
     assert sj.Grid(**SMALL).block(51, 4) == 2
     with pytest.raises(ValueError, match="block_size: expected an integer >= 1, got 0"):
         sj.Grid(**{**SMALL, "block_size": 0})
+
+
+@pytest.mark.parametrize("typed, note", [([], True), (["--eval-every=50"], True),
+                                         (["--eval-every", "7"], False)])
+def test_a_grid_error_names_the_flag_and_marks_a_default(typed, note, tmp_path, capsys):
+    """However the flag is typed (or called from Python): a value equal to the default is
+    marked as such; the check reads the parser's defaults, not sys.argv."""
+    from shortcut_jax import cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["sweep", "--dataset", "xor", "--steps", "30", *typed, "--out",
+                  str(tmp_path / "out"), "--no-progress"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "--eval-every: expected a divisor of steps=30, got" in err
+    assert ("(the default; set --eval-every)" in err) == note
