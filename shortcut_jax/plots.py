@@ -5,11 +5,13 @@ Each function returns a matplotlib Figure built without pyplot (nothing is shown
 `fig.savefig(path)`). Means and intervals come from `stats`; a figure at the "best" learning
 rate uses the one chosen on validation (`stats.best_lr`), written in its legend or next to the
 point. Legends count the seeds whose values are finite. Plain is blue, the shortcut orange.
+Titles are wrapped to fit the figure.
 """
 
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 
 import jax
@@ -17,6 +19,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
 
 from shortcut_jax import stats
@@ -25,6 +28,37 @@ from shortcut_jax.model import Params, predict
 DIAGNOSTICS = ("dead_frac", "saturated_frac", "shortcut_share", "max_overlap", "grad_norm")
 COLORS = {"plain": "C0", "shortcut": "C1"}
 STYLES = {None: "-", "zeros": "-", "lecun": "--"}
+DOUBLING = ("width", "n_train", "d", "batch_size", "teacher_width")
+"""Axes whose grids double (1, 2, 4, ...): drawn on a log2 scale with the grid's values as ticks."""
+
+
+def _wrap(text: str, width_in: float, fontsize="medium") -> str:
+    """`text` with each of its lines broken at spaces to fit `width_in` inches at `fontsize`
+    (a conservative 0.6 em per character)."""
+    em = FontProperties(size=fontsize).get_size_in_points()
+    chars = max(20, int(width_in * 72 / (0.6 * em)))
+    return "\n".join(textwrap.fill(line, chars) for line in text.split("\n"))
+
+
+def _suptitle(fig: Figure, text: str, fontsize="medium") -> None:
+    """A figure title wrapped to the figure's width."""
+    fig.suptitle(_wrap(text, fig.get_figwidth() - 0.2, fontsize), fontsize=fontsize)
+
+
+def _numeric(values) -> np.ndarray | None:
+    """The values as floats, or None where any is not a number (a categorical axis)."""
+    x = pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce").to_numpy(float)
+    return None if np.isnan(x).any() else x
+
+
+def _grid_ticks(ax, axis: str, values: Sequence[float]) -> None:
+    """The grid's values as x ticks; a doubling axis (DOUBLING) of positive values on log2."""
+    values = sorted(set(values))
+    if axis in DOUBLING and values[0] > 0:
+        ax.set_xscale("log", base=2)
+    if axis in DOUBLING or len(values) <= 12:
+        ax.set_xticks(values, [f"{v:g}" for v in values])
+        ax.minorticks_off()
 
 
 def _figure(n: int, width: float = 4.0, height: float = 3.3, cols: int = 4):
@@ -115,8 +149,8 @@ def learning_curves(df: pd.DataFrame, metric: str = "test_acc", dataset: str | N
         ax.set(title=f"width {width}", xlabel="step", ylabel=metric)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-    fig.suptitle(f"{dataset}: {metric} over training\n(mean, {confidence:.0%} t interval over "
-                 f"seeds; lr chosen on {select_by})", fontsize="medium")
+    _suptitle(fig, f"{dataset}: {metric} over training\n(mean, {confidence:.0%} t interval "
+                   f"over seeds; lr chosen on {select_by})")
     return fig
 
 
@@ -137,9 +171,8 @@ def diagnostics_over_training(df: pd.DataFrame, dataset: str | None = None,
         ax.set(title=metric, xlabel="step", ylabel=metric)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize="small")
-    fig.suptitle(f"{dataset}, width {width}: diagnostics over training\n(mean, "
-                 f"{confidence:.0%} t interval over seeds; lr chosen on {select_by})",
-                 fontsize="medium")
+    _suptitle(fig, f"{dataset}, width {width}: diagnostics over training\n(mean, "
+                   f"{confidence:.0%} t interval over seeds; lr chosen on {select_by})")
     return fig
 
 
@@ -168,15 +201,13 @@ def metric_vs_width(df: pd.DataFrame, metric: str = "test_acc", *, select_by: st
                 ax.annotate(f"lr {p[2]:g}", (x, y), xytext=(4, -10 - 8 * k),
                             textcoords="offset points", fontsize=7,
                             color=COLORS.get(variant, "C2"))
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(widths, [str(w) for w in widths])
-        ax.minorticks_off()
+        _grid_ticks(ax, "width", widths)
         ax.set(xlabel="width (hidden units)", ylabel=f"final {metric}")
-        ax.set_title(title, fontsize="medium")
+        ax.set_title(_wrap(title, 3.2), fontsize="medium")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-    fig.suptitle(f"final {metric} vs width (mean, {confidence:.0%} t interval over seeds;\nlr "
-                 f"chosen per variant and width on {select_by})", fontsize="medium")
+    _suptitle(fig, f"final {metric} vs width (mean, {confidence:.0%} t interval over seeds;"
+                   f"\nlr chosen per variant and width on {select_by})")
     return fig
 
 
@@ -186,8 +217,9 @@ def paired_vs_axis(df: pd.DataFrame, axis: str, metrics: Sequence[str] = ("test_
                    confidence: float = 0.95, tables: dict | None = None) -> Figure:
     """Shortcut minus plain of final metrics (one panel each) against `axis`, with t intervals,
     one line per value of `hue` (default: width, or dataset when the axis is width); pairs at
-    the other axes' values are pooled. tables: {metric: stats.paired_selected(df, metric,
-    [axis, hue], select_by, confidence)} if made already."""
+    the other axes' values are pooled; a doubling axis (DOUBLING) on log2, the grid's values as
+    ticks. tables: {metric: stats.paired_selected(df, metric, [axis, hue], select_by,
+    confidence)} if made already."""
     hue = hue or ("dataset" if axis == "width" else "width")
     _check(df, axis, hue, *metrics)
     fig, axes = _figure(len(metrics))
@@ -195,24 +227,36 @@ def paired_vs_axis(df: pd.DataFrame, axis: str, metrics: Sequence[str] = ("test_
         table = (tables or {}).get(metric)
         if table is None:
             table = stats.paired_selected(df, metric, [axis, hue], select_by, confidence)
+        table = table[table[axis].notna()]
+        values = table[axis].unique()
+        numeric = _numeric(values)
+        if numeric is None:  # categories in their order (a categorical's, else sorted)
+            order = (list(table[axis].cat.categories)
+                     if isinstance(table[axis].dtype, pd.CategoricalDtype)
+                     else sorted(values, key=str))
+            order = [v for v in order if v in set(values)]
         for k, (value, g) in enumerate(table.groupby(hue, observed=True, dropna=False)):
-            g = g.sort_values(axis)
-            x = np.arange(len(g)) if g[axis].dtype.kind not in "iuf" else g[axis].to_numpy(float)
+            x = (_numeric(g[axis]) if numeric is not None
+                 else np.array([order.index(v) for v in g[axis]], float))
+            g = g.iloc[np.argsort(x, kind="stable")]
+            x = np.sort(x)
             yerr = np.nan_to_num(np.vstack([g["diff_mean"] - g["diff_lo"],
                                             g["diff_hi"] - g["diff_mean"]]))
             ax.errorbar(x, g["diff_mean"], yerr=yerr, fmt="o-", capsize=3, color=f"C{k}",
                         label=f"{hue} {value} (n={g['n_used'].min()})")
-            if g[axis].dtype.kind not in "iuf":
-                ax.set_xticks(x, [str(v) for v in g[axis]])
+        if numeric is None:
+            ax.set_xticks(range(len(order)), [str(v) for v in order])
+        else:
+            _grid_ticks(ax, axis, numeric)
         ax.axhline(0.0, color="0.3", linewidth=0.8)
         better = "higher" if stats.higher_is_better(metric) else "lower"
         ax.set(xlabel=axis, ylabel=f"shortcut − plain, final {metric}",
                title=f"{metric} (shortcut better: {better})")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-    fig.suptitle(f"shortcut − plain vs {axis}\n(mean, {confidence:.0%} t interval over seeds, "
-                 f"a seed's pairs at other axes' values averaged; lr chosen on {select_by} "
-                 "unless an axis)", fontsize="medium")
+    _suptitle(fig, f"shortcut − plain vs {axis}\n(mean, {confidence:.0%} t interval over seeds, "
+                   f"a seed's pairs at other axes' values averaged; lr chosen on {select_by} "
+                   "unless an axis)")
     return fig
 
 
@@ -248,8 +292,8 @@ def paired_heatmap(df: pd.DataFrame, metric: str = "test_acc", x: str = "width",
     ax.set(xlabel=x, ylabel=y)
     fig.colorbar(image, ax=ax, label=f"shortcut − plain, final {metric}")
     lr = "" if "lr" in (x, y) else f"; lr chosen on {select_by}"
-    ax.set_title(f"shortcut − plain, final {metric}\n* = {confidence:.0%} interval excludes 0"
-                 f"{lr}", fontsize="small")
+    ax.set_title(_wrap(f"shortcut − plain, final {metric}\n* = {confidence:.0%} interval "
+                       f"excludes 0{lr}", fig.get_figwidth() - 2.0, "small"), fontsize="small")
     return fig
 
 
@@ -291,7 +335,7 @@ def decision_boundaries(models: Sequence[Params], X, Y, titles: Sequence[str], *
         for c, label in enumerate(np.unique(Y)):
             ax.scatter(*X[Y == label].T, s=16, color=("#2166ac", "#b2182b")[c % 2],
                        edgecolors="k", linewidths=0.4, marker="o^"[c % 2], label=f"y = {label}")
-        ax.set(xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]), title=str(title), xlabel="x1",
+        ax.set(xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]), title=_wrap(str(title), 3.6), xlabel="x1",
                ylabel="x2")
         if k == 0:
             handles, names = ax.get_legend_handles_labels()

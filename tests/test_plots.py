@@ -115,3 +115,63 @@ def test_decision_boundaries():
         plots.decision_boundaries(models, X, Y, ["a"])
     with pytest.raises(TypeError, match=r"models: expected a list of shortcut_jax.Params"):
         plots.decision_boundaries(models[0], X, Y, ["a"])
+
+
+def texts_outside_the_canvas(fig) -> list[str]:
+    """Rendered at the dpi the report saves with: the texts whose drawn extent leaves the figure
+    (and the figure's tight bounding box where it leaves it), with 1 px of slack."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    FigureCanvasAgg(fig).draw()  # applies the figure's layout engine, as savefig does
+    renderer = fig.canvas.get_renderer()
+    box = fig.bbox.padded(1.0)
+    ticks = {id(t) for ax in fig.axes for axis in (ax.xaxis, ax.yaxis)
+             for t in [*axis.get_ticklabels(), *axis.get_ticklabels(minor=True)]}
+    out = []  # tick labels (only those in view are drawn) are in the tight bounding box below
+    for t in fig.findobj(Text):
+        if t.get_visible() and t.get_text().strip() and id(t) not in ticks:
+            e = t.get_window_extent(renderer)
+            inside = box.x0 <= e.x0 and e.x1 <= box.x1 and box.y0 <= e.y0 and e.y1 <= box.y1
+            if not inside and (t.axes is None or not t.get_clip_on()
+                               or t in (t.axes.title, t.axes.xaxis.label, t.axes.yaxis.label)):
+                out.append(t.get_text())
+    tight = fig.get_tightbbox(renderer)  # inches
+    if not fig.bbox_inches.padded(1.0 / fig.dpi).contains(tight.x0, tight.y0) or \
+            not fig.bbox_inches.padded(1.0 / fig.dpi).contains(tight.x1, tight.y1):
+        out.append(f"tight bbox {tight.bounds} of a {fig.bbox_inches.bounds} figure")
+    return out
+
+
+def test_a_doubling_axis_is_drawn_on_log2_with_the_grids_values_as_ticks():
+    fig = plots.paired_vs_axis(sweep_table(), "width", metrics=("test_acc",))
+    (ax,) = fig.get_axes()
+    assert ax.get_xscale() == "log"
+    np.testing.assert_array_equal(ax.get_xticks(), [2, 8])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["2", "8"]
+    fig = plots.paired_vs_axis(sweep_table(), "lr", metrics=("test_acc",))  # not a doubling axis
+    (ax,) = fig.get_axes()
+    assert ax.get_xscale() == "linear"
+    np.testing.assert_array_equal(ax.get_xticks(), [0.1, 1.0])
+
+
+@pytest.fixture(scope="module")
+def teacher_report(tmp_path_factory):
+    """The report of a tiny two-axis teacher sweep (2-D inputs, so with decision boundaries)."""
+    out = tmp_path_factory.mktemp("figures") / "teacher"
+    sj.run_sweep(sj.Grid(datasets=("teacher",), widths=(1, 2, 4, 8), lrs=(0.5, 1.0), seeds=3,
+                         steps=6, eval_every=3, n_train=40, n_test=30, d=(2,),
+                         teacher_shortcut=(0.0, 1.0)), str(out), progress=False)
+    return sj.report.build(out, hessians=False)
+
+
+def test_no_text_of_a_report_figure_leaves_the_canvas(teacher_report):
+    figures = teacher_report.figures
+    assert {"paired_vs_width", "paired_vs_teacher_shortcut", "heatmap_teacher_shortcut_width",
+            "acc_vs_width", "learning_curves", "diagnostics", "paired_heatmap"} <= set(figures)
+    assert any(name.startswith("boundaries_teacher") for name in figures), list(figures)
+    for name, fig in figures.items():
+        assert texts_outside_the_canvas(fig) == [], name
+    ax = figures["paired_vs_width"].get_axes()[0]
+    assert ax.get_xscale() == "log"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "4", "8"]
