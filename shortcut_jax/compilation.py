@@ -26,6 +26,7 @@ def default_cache_dir() -> Path:
 
 
 def cache_disabled() -> bool:
+    """Whether DISABLE_ENV (set to 1, true, yes or on) turns the compilation cache off."""
     return os.environ.get(DISABLE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 

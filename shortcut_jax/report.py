@@ -38,6 +38,8 @@ MAX_HEATMAPS = 6
 
 @dataclasses.dataclass
 class Report:
+    """A built report: its markdown, its figures and tables by name, the result rows it read."""
+
     markdown: str
     figures: dict  # name -> matplotlib Figure
     tables: dict[str, pd.DataFrame]
@@ -45,6 +47,7 @@ class Report:
 
 
 def png(fig) -> bytes:
+    """The figure as PNG bytes at 100 dpi (the report's figures/*.png)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     return buf.getvalue()

@@ -89,6 +89,7 @@ def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
+    """atomic_write_bytes of the text, UTF-8 encoded."""
     atomic_write_bytes(path, text.encode())
 
 
@@ -291,6 +292,7 @@ class RunFolder:
     # --- chunks ------------------------------------------------------------------------------
 
     def chunk_path(self, group: str, chunk: int) -> Path:
+        """chunks/GROUP-NNNN.npz of the folder."""
         return self.path / "chunks" / f"{group}-{chunk:04d}.npz"
 
     def has_chunk(self, group: str, chunk: int) -> bool:
@@ -318,6 +320,7 @@ class RunFolder:
             write(f)
 
     def load_chunk(self, group: str, chunk: int) -> dict[str, Any]:
+        """A chunk's arrays by name, read into memory."""
         with np.load(self.chunk_path(group, chunk)) as z:
             return {k: z[k] for k in z.files}
 

@@ -248,6 +248,7 @@ class Grid:
         return out
 
     def runs(self) -> list[tuple[float, int]]:
+        """(lr, seed) of a shape group's runs, lr-major."""
         return [(float(lr), s) for lr in self.lrs for s in range(self.seeds)]
 
     def block(self, n: int, width: int) -> int:
@@ -257,6 +258,7 @@ class Grid:
         return min(self.block_size or auto_block_size(n, width), len(self.runs()))
 
     def to_dict(self) -> dict[str, Any]:
+        """The grid's fields as a dict (config.json's "grid")."""
         return dataclasses.asdict(self)
 
 

@@ -105,6 +105,7 @@ class TrainConfig:
         return self.steps // self.eval_every + 1
 
     def make_optimizer(self, lr) -> optax.GradientTransformation:
+        """The optax optimizer at learning rate lr (a name of OPTIMIZERS, or a callable)."""
         make = OPTIMIZERS[self.optimizer] if isinstance(self.optimizer, str) else self.optimizer
         return make(lr)
 
