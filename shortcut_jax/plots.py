@@ -293,7 +293,7 @@ def paired_heatmap(df: pd.DataFrame, metric: str = "test_acc", x: str = "width",
     fig.colorbar(image, ax=ax, label=f"shortcut − plain, final {metric}")
     lr = "" if "lr" in (x, y) else f"; lr chosen on {select_by}"
     ax.set_title(_wrap(f"shortcut − plain, final {metric}\n* = {confidence:.0%} interval "
-                       f"excludes 0{lr}", fig.get_figwidth() - 2.0, "small"), fontsize="small")
+                       f"excludes 0{lr}", fig.get_figwidth() - 1.2, "small"), fontsize="small")
     return fig
 
 
