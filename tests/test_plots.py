@@ -8,6 +8,7 @@ pytest.importorskip("matplotlib")
 
 import shortcut_jax as sj  # noqa: E402
 from shortcut_jax import plots, stats  # noqa: E402
+from tests import tables  # noqa: E402
 from tests.tables import table  # noqa: E402
 
 DIAG = {m: 0.1 for m in plots.DIAGNOSTICS}
@@ -153,6 +154,20 @@ def test_a_doubling_axis_is_drawn_on_log2_with_the_grids_values_as_ticks():
     (ax,) = fig.get_axes()
     assert ax.get_xscale() == "linear"
     np.testing.assert_array_equal(ax.get_xticks(), [0.1, 1.0])
+
+
+@pytest.mark.parametrize("sizes, scale, ticks", [
+    (("16", "64", "256"), "log", ["16", "64", "256"]),  # batch sizes are category names
+    (("16", "64", "full"), "linear", ["16", "64", "full"]),  # full batch: in order, last
+])
+def test_batch_size_on_log2_unless_one_is_the_full_batch(sizes, scale, ticks):
+    rows = [{**k, "step": 20, "test_acc": 0.5 + 0.01 * k["seed"], "val_acc": 0.5}
+            for k in tables.grid(batch_size=sizes)]
+    df = table(rows)
+    df["batch_size"] = df["batch_size"].cat.reorder_categories(list(sizes), ordered=True)
+    (ax,) = plots.paired_vs_axis(df, "batch_size", metrics=("test_acc",)).get_axes()
+    assert ax.get_xscale() == scale
+    assert [t.get_text() for t in ax.get_xticklabels()] == ticks
 
 
 @pytest.fixture(scope="module")
