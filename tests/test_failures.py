@@ -1,0 +1,237 @@
+"""When things go wrong, through the command in a subprocess: Ctrl-C, a full disk, a damaged
+config or manifest, a training that diverged. Each prints one line naming what is saved where
+and how to go on, and the rerun ends bitwise as the uninterrupted sweep."""
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SWEEP = ["sweep", "--dataset", "xor", "--widths", "3", "--lrs", "0.5", "--seeds", "4", "--steps",
+         "10", "--eval-every", "5", "--n-train", "40", "--n-test", "30", "--block-size", "2",
+         "--chunk-size", "2", "--no-progress", "--cpu-devices", "1"]  # 2 groups x 2 chunks x 2
+PLAIN_1 = "xor-s0-n40-d2-noise0.05-plain-h3-sgd-mse-bfull-0001.npz"  # the second chunk written
+
+# The command, with faults a test asks for through the environment:
+#   FAULT_FULL=GLOB       fsync of a file whose name matches GLOB fails with ENOSPC (a full disk)
+#   FAULT_SIGINT=GLOB:K   fsync of a file matching GLOB first sends this process K SIGINTs
+#                         (Ctrl-C while a file is being written)
+#   FAULT_SIGINT_CHUNK=N  a SIGINT just before the N-th chunk trains (nothing is being written)
+COMMAND = r"""
+import errno, fnmatch, os, signal, sys
+
+def fsync_with_faults(fd, fsync=os.fsync):
+    name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+    if fnmatch.fnmatch(name, os.environ.get("FAULT_FULL", "-")):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    pattern, _, k = os.environ.get("FAULT_SIGINT", "-:0").rpartition(":")
+    if fnmatch.fnmatch(name, pattern):
+        for _ in range(int(k)):
+            os.kill(os.getpid(), signal.SIGINT)
+    return fsync(fd)
+
+os.fsync = fsync_with_faults
+if "FAULT_SIGINT_CHUNK" in os.environ:
+    from shortcut_jax import sweep
+    calls, run_chunk = [0], sweep.run_chunk
+    def interrupted(*a, **k):
+        calls[0] += 1
+        if calls[0] == int(os.environ["FAULT_SIGINT_CHUNK"]):
+            os.kill(os.getpid(), signal.SIGINT)
+        return run_chunk(*a, **k)
+    sweep.run_chunk = interrupted
+from shortcut_jax.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def default_sigint():
+    """A background job of a non-interactive shell starts with SIGINT ignored; a terminal's
+    command has the default."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def command(*args, wait=True, **faults):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", **faults}
+    env.pop("XLA_FLAGS", None)
+    popen = dict(env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                 preexec_fn=default_sigint)
+    if not wait:
+        return subprocess.Popen([sys.executable, "-c", COMMAND, *args], **popen)
+    return subprocess.run([sys.executable, "-c", COMMAND, *args], timeout=300, **popen)
+
+
+def same_folders(a, b):
+    """results.csv bitwise and every array of params.npz equal, bitwise."""
+    assert (Path(a) / "results.csv").read_bytes() == (Path(b) / "results.csv").read_bytes()
+    with np.load(Path(a) / "params.npz") as pa, np.load(Path(b) / "params.npz") as pb:
+        assert sorted(pa.files) == sorted(pb.files)
+        for k in pa.files:
+            np.testing.assert_array_equal(pa[k], pb[k], err_msg=k)
+
+
+def no_temporaries(out):
+    return not [p for p in Path(out).rglob("*") if p.name.endswith(".tmp")]
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory):
+    out = tmp_path_factory.mktemp("whole") / "run"
+    proc = command(*SWEEP, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def rerun_matches(whole, out, trained):
+    proc = command(*SWEEP, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert f"({trained} runs trained, {8 - trained} found complete)" in proc.stdout
+    assert no_temporaries(out)
+    same_folders(whole, out)
+
+
+# --- Ctrl-C ------------------------------------------------------------------------------
+
+
+def test_ctrl_c_while_training_stops_at_once_and_the_rerun_resumes(whole, tmp_path):
+    out = tmp_path / "run"
+    proc = command(*SWEEP, "--out", str(out), FAULT_SIGINT_CHUNK="2")
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr == (f"interrupted: 2 of 8 runs are saved in {out}; rerun the same "
+                           "command to resume\n")  # one line, no traceback
+    assert len(list((out / "chunks").glob("*.npz"))) == 1 and no_temporaries(out)
+    rerun_matches(whole, out, trained=6)
+
+
+def test_ctrl_c_while_a_chunk_is_written_stops_once_it_is_in_place(whole, tmp_path):
+    out = tmp_path / "run"
+    proc = command(*SWEEP, "--out", str(out), FAULT_SIGINT=f".{PLAIN_1}.*:1")
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr == (f"interrupted: 4 of 8 runs are saved in {out}; rerun the same "
+                           "command to resume\n")
+    assert (out / "chunks" / PLAIN_1).exists() and no_temporaries(out)
+    rerun_matches(whole, out, trained=4)
+
+
+def test_a_second_ctrl_c_stops_at_once(whole, tmp_path):
+    out = tmp_path / "run"
+    proc = command(*SWEEP, "--out", str(out), FAULT_SIGINT=f".{PLAIN_1}.*:2")
+    assert proc.returncode == -signal.SIGINT  # killed by the signal, the chunk not finished
+    assert not (out / "chunks" / PLAIN_1).exists()
+    rerun_matches(whole, out, trained=6)  # the temporary file it left is removed
+
+
+def test_ctrl_c_from_outside_with_debug_shows_the_traceback(tmp_path):
+    """A real SIGINT from another process while the sweep trains: the one line, then (with
+    --debug) the traceback."""
+    out = tmp_path / "run"
+    long = [*SWEEP, "--seeds", "64", "--chunk-size", "8", "--steps", "2000", "--n-train", "400"]
+    proc = command(*long, "--out", str(out), "--debug", wait=False)
+    deadline = time.time() + 240
+    while time.time() < deadline and not list((out / "chunks").glob("*.npz")):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and err.startswith("Traceback"), err
+    line = err.splitlines()[-1]
+    saved = len(list((out / "chunks").glob("*.npz"))) * 8
+    assert line == (f"interrupted: {saved} of 128 runs are saved in {out}; rerun the same "
+                    "command to resume")
+    assert saved < 128 and no_temporaries(out)
+
+
+# --- a full disk -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target, saved", [(f".{PLAIN_1}.*", 2), (".results.csv.*", 8)])
+def test_a_full_disk_names_the_file_and_the_rerun_resumes(whole, tmp_path, target, saved):
+    out = tmp_path / "run"
+    proc = command(*SWEEP, "--out", str(out), FAULT_FULL=target)
+    assert proc.returncode == 1, proc.stderr
+    name = target[1:].removesuffix(".*")
+    folder = out / "chunks" if name.endswith(".npz") else out
+    kept = f"all 8 runs are saved in {out}" if saved == 8 else \
+        f"{saved} of 8 runs are saved in {out}"
+    assert proc.stderr == (f"error: could not write {name} in {folder} "
+                           f"({os.strerror(errno.ENOSPC)}): {kept}; free space (or make it "
+                           "writable) and rerun the same command to resume\n")
+    assert not (folder / name).exists() and no_temporaries(out)
+    rerun_matches(whole, out, trained=8 - saved)
+
+
+def test_a_read_only_folder_is_named(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    tmp_path.chmod(0o555)
+    try:
+        proc = command(*SWEEP, "--out", str(tmp_path / "run"))
+    finally:
+        tmp_path.chmod(0o755)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"error: could not write run in {tmp_path} (Permission")
+
+
+# --- damaged files -----------------------------------------------------------------------
+
+
+def _cut(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def test_a_damaged_config_is_named_and_cannot_be_guessed(whole, tmp_path):
+    out = tmp_path / "run"
+    command(*SWEEP, "--out", str(out))
+    _cut(out / "config.json")
+    report = command("report", str(out), "--no-hessians")
+    resume = command(*SWEEP, "--out", str(out))
+    for proc in (report, resume):
+        assert proc.returncode == 2
+        assert proc.stderr.startswith(f"error: folder: {out / 'config.json'} cannot be read (")
+        assert proc.stderr.endswith("): it was cut short or edited, and a sweep's config cannot "
+                                    "be guessed from its results; restore config.json from a "
+                                    "copy of the folder, or rerun the command that made it with "
+                                    "a new --out folder\n")
+    (out / "config.json").write_bytes((whole / "config.json").read_bytes())  # a copy restored
+    rerun_matches(whole, out, trained=0)
+
+
+def test_a_damaged_manifest_is_named_and_rebuilt_from_the_chunks(whole, tmp_path):
+    out = tmp_path / "run"
+    command(*SWEEP, "--out", str(out))
+    _cut(out / "manifest.json")
+    proc = command("report", str(out), "--no-hessians")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"error: folder: {out / 'manifest.json'} cannot be read (")
+    assert proc.stderr.endswith("): it was cut short or edited; rerun the command that wrote "
+                                "the folder: it checks every chunk and rebuilds the manifest\n")
+    proc = command(*SWEEP, "--out", str(out))
+    assert proc.returncode == 0
+    assert proc.stderr.startswith(f"warning: {out / 'manifest.json'} cannot be read: moved to "
+                                  f"{out / 'chunks' / 'damaged' / 'manifest.json'}.")
+    assert proc.stderr.count("\n") == 1 and "chunks are checked by reading them" in proc.stderr
+    assert "(0 runs trained, 8 found complete)" in proc.stdout  # no chunk recomputed
+    same_folders(whole, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest == json.loads((whole / "manifest.json").read_text())
+
+
+def test_a_damaged_results_csv_without_a_checksum_is_named(whole, tmp_path):
+    out = tmp_path / "run"
+    command(*SWEEP, "--out", str(out))
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["results.csv"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    (out / "results.csv").write_text("dataset,step\nxor,0,1,2\n")
+    proc = command("report", str(out), "--no-hessians")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"error: folder: {out / 'results.csv'} cannot be read (")
+    assert proc.stderr.endswith("); rerun the command that wrote the folder to rebuild it from "
+                                "the chunks\n")
