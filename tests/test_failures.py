@@ -5,6 +5,7 @@ and how to go on, and the rerun ends bitwise as the uninterrupted sweep."""
 import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -168,15 +169,18 @@ def test_a_full_disk_names_the_file_and_the_rerun_resumes(whole, tmp_path, targe
 
 
 def test_a_read_only_folder_is_named(tmp_path):
-    if os.geteuid() == 0:
-        pytest.skip("root writes into read-only folders")
-    tmp_path.chmod(0o555)
-    try:
-        proc = command(*SWEEP, "--out", str(tmp_path / "run"))
-    finally:
-        tmp_path.chmod(0o755)
+    """A read-only tmpfs (in a user and mount namespace of its own, where the system allows)."""
+    if subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode != 0:
+        pytest.skip("no user and mount namespaces here (unshare -rm)")
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "MNT": str(tmp_path), "COMMAND": COMMAND}
+    env.pop("XLA_FLAGS", None)
+    proc = subprocess.run(["unshare", "-rm", "sh", "-c", 'mount -t tmpfs -o ro tmpfs "$MNT" && '
+                           'python -c "$COMMAND" "$@" --out "$MNT/run"', "sh", *SWEEP], env=env,
+                          capture_output=True, text=True, timeout=300, preexec_fn=default_sigint)
     assert proc.returncode == 1
-    assert proc.stderr.startswith(f"error: could not write run in {tmp_path} (Permission")
+    assert proc.stderr == (f"error: could not write .lock in {tmp_path}/run (Read-only file "
+                           "system): nothing was saved; free space (or make it writable) and "
+                           "rerun the same command\n")
 
 
 # --- damaged files -----------------------------------------------------------------------
@@ -235,3 +239,38 @@ def test_a_damaged_results_csv_without_a_checksum_is_named(whole, tmp_path):
     assert proc.stderr.startswith(f"error: folder: {out / 'results.csv'} cannot be read (")
     assert proc.stderr.endswith("); rerun the command that wrote the folder to rebuild it from "
                                 "the chunks\n")
+
+
+FULL_DISK = """
+set -e
+mount -t tmpfs -o size=40k tmpfs "$MNT"
+set +e
+python -c "$COMMAND" "$@" --out "$MNT/run" > "$LOG/out1" 2> "$LOG/err1"; echo $? > "$LOG/rc1"
+find "$MNT/run" -name '*.tmp' > "$LOG/tmp1"
+mount -o remount,size=4m "$MNT"  # space freed
+python -c "$COMMAND" "$@" --out "$MNT/run" > "$LOG/out2" 2> "$LOG/err2"; echo $? > "$LOG/rc2"
+cp -r "$MNT/run" "$LOG/run"
+"""
+
+
+def test_a_real_full_disk(whole, tmp_path):
+    """A sweep into a 40 kB tmpfs (in a user and mount namespace of its own, where the system
+    allows one): the kernel's ENOSPC, then the rerun after the tmpfs grew."""
+    if subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode != 0:
+        pytest.skip("no user and mount namespaces here (unshare -rm)")
+    mnt, log = tmp_path / "mnt", tmp_path / "log"
+    mnt.mkdir()
+    log.mkdir()
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "MNT": str(mnt), "LOG": str(log),
+           "COMMAND": COMMAND}
+    env.pop("XLA_FLAGS", None)
+    subprocess.run(["unshare", "-rm", "sh", "-c", FULL_DISK, "sh", *SWEEP], env=env,
+                   check=True, timeout=300, preexec_fn=default_sigint)
+    err = (log / "err1").read_text()
+    assert (log / "rc1").read_text() == "1\n" and err.count("\n") == 1, err
+    assert re.fullmatch(rf"error: could not write \S+ in {mnt}/run\S* \(No space left on "
+                        rf"device\): (\d) of 8 runs are saved in {mnt}/run; free space \(or make "
+                        r"it writable\) and rerun the same command to resume\n", err), err
+    assert (log / "tmp1").read_text() == ""  # no partial file
+    assert (log / "rc2").read_text() == "0\n", (log / "err2").read_text()
+    same_folders(whole, log / "run")
