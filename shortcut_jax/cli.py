@@ -338,8 +338,21 @@ def _report(folder: Path, out: Path, tau: float | None, *, hessians: bool,
     for name, table in rep.tables.items():
         results.atomic_write_text(out / f"{name}.csv", table.to_csv(index=False))
     results.atomic_write_text(out / "report.md", rep.markdown)
+    if len(rep.untrained):
+        print(untrained_warning(rep.untrained, len(rep.tables["summary"]), out / "report.md"),
+              file=sys.stderr)
     return (f"wrote {out / 'report.md'} ({rep.n_rows} result rows, {len(rep.figures)} figures, "
             f"{len(rep.tables)} tables)")
+
+
+def untrained_warning(bad, n_configs: int, path: Path) -> str:
+    """One line: how many configurations did not train, their likely causes and learning rates,
+    and where the report lists them."""
+    causes = "; ".join(
+        f"{cause.split(':')[0]} at lr {', '.join(f'{lr:g}' for lr in sorted(set(part['lr'])))}"
+        for cause, part in bad.groupby("cause", sort=False))
+    return (f"warning: {len(bad)} of {n_configs} configurations did not train (likely cause: "
+            f"{causes}); see 'Runs that did not train' in {path}")
 
 
 def cmd_grad_check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

@@ -2,6 +2,7 @@
 config or manifest, a training that diverged. Each prints one line naming what is saved where
 and how to go on, and the rerun ends bitwise as the uninterrupted sweep."""
 
+import csv
 import errno
 import json
 import os
@@ -274,3 +275,104 @@ def test_a_real_full_disk(whole, tmp_path):
     assert (log / "tmp1").read_text() == ""  # no partial file
     assert (log / "rc2").read_text() == "0\n", (log / "err2").read_text()
     same_folders(whole, log / "run")
+
+
+# --- a training that failed --------------------------------------------------------------
+
+DIVERGING = ["sweep", "--dataset", "moons", "--widths", "4", "--lrs", "2", "10000", "--seeds", "4",
+             "--steps", "100", "--eval-every", "50", "--n-train", "100", "--n-test", "64",
+             "--no-progress", "--cpu-devices", "1"]
+
+
+def expected_untrained(out):
+    """The configurations that did not train, computed from results.csv with the csv module,
+    scipy.stats.t and the data set's validation labels: (variant, lr) -> what went wrong."""
+    import scipy.stats
+
+    import shortcut_jax as sj
+
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    Y_val = np.asarray(sj.data.get_dataset("moons", 0, n_train=100, n_test=64).Y_val)
+    chance = max(np.mean(Y_val), 1 - np.mean(Y_val))
+    last = max(int(r["step"]) for r in rows)
+    flagged = {}
+    for config in sorted({(r["variant"], float(r["lr"])) for r in rows}):
+        mine = [r for r in rows if (r["variant"], float(r["lr"])) == config]
+        start = np.mean([float(r["train_loss"]) for r in mine if r["step"] == "0"])
+        end = [r for r in mine if int(r["step"]) == last]
+        val = np.array([float(r["val_acc"]) for r in end])
+        lo = val.mean() - scipy.stats.t.ppf(0.975, len(val) - 1) * scipy.stats.sem(val)
+        what = {"saturated": np.mean([float(r["saturated_frac"]) for r in end]) >= 0.99,
+                "rose": np.mean([float(r["train_loss"]) for r in end]) > start,
+                "chance": lo <= chance,
+                "nan": not np.all(np.isfinite([float(r["train_loss"]) for r in end]))}
+        if any(what.values()):
+            flagged[config] = what
+    return flagged
+
+
+def test_a_diverging_learning_rate_is_flagged_with_its_cause(tmp_path):
+    out = tmp_path / "run"
+    assert command(*DIVERGING, "--out", str(out)).returncode == 0
+    proc = command("report", str(out), "--no-hessians")
+    assert proc.returncode == 0, proc.stderr
+    expected = expected_untrained(out)
+    assert sorted(expected) == [("plain", 1e4), ("shortcut", 1e4)]  # lr 2 trained
+    assert proc.stderr == (f"warning: 2 of 4 configurations did not train (likely cause: "
+                           f"learning rate too high at lr 10000); see 'Runs that did not train' "
+                           f"in {out / 'report.md'}\n")
+    report = (out / "report.md").read_text()
+    section = report[report.index("## Runs that did not train"):
+                     report.index("## The selected configurations")]
+    listed = [line for line in section.splitlines() if line.startswith("| moons")]
+    assert len(listed) == 2
+    for line, ((variant, lr), what) in zip(listed, sorted(expected.items())):
+        assert line.startswith(f"| moons | {variant}")
+        assert f"| 4 | {lr} | 4 |" in line
+        assert ("outputs saturated" in line) == what["saturated"]
+        assert ("training loss rose" in line) == what["rose"]
+        assert ("not above chance (0.500)" in line) == what["chance"]
+        cause = "learning rate too high: the outputs saturated, their gradients vanished" \
+            if what["saturated"] else "learning rate too high"
+        assert line.endswith(f"| {cause} |")
+    with open(out / "summary.csv", newline="") as f:
+        summary = list(csv.DictReader(f))
+    flags = {(r["variant"], float(r["lr"])): bool(r["did_not_train"]) for r in summary}
+    assert flags == {c: c in expected for c in flags}  # the tables mark them
+    for name in summary[0]:  # intervals of losses and norms bounded at 0
+        if name.endswith("_lo") and ("loss" in name or "norm" in name):
+            assert all(float(r[name]) >= 0.0 for r in summary if r[name]), name
+
+
+def test_the_selected_table_marks_a_configuration_that_did_not_train(tmp_path):
+    import shortcut_jax as sj
+
+    out = tmp_path / "run"
+    sj.run_sweep(sj.Grid(datasets=("moons",), widths=(4,), lrs=(1e4,), seeds=3, steps=20,
+                         eval_every=10, n_train=100, n_test=64), str(out), progress=False)
+    rep = sj.report.build(out, hessians=False)
+    assert set(rep.tables["selected"]["did_not_train"].astype(bool)) == {True}
+    assert "| moons | plain ⚠ | 4 | 10000.0 |" in rep.markdown
+    assert "⚠: did not train (see Runs that did not train)." in rep.markdown
+
+
+def test_intervals_of_nonnegative_metrics_are_bounded_at_0():
+    """A loss with one large value: the t interval (scipy directly) reaches below 0; the
+    summary's stops at 0, a fraction's at [0, 1], and a difference is left alone."""
+    import pandas as pd
+    import scipy.stats
+
+    from shortcut_jax import stats
+
+    loss = np.array([0.0, 0.0, 0.0, 1.5])
+    lo, hi = scipy.stats.t.interval(0.95, 3, loss.mean(), scipy.stats.sem(loss))
+    assert lo < 0
+    rows = pd.DataFrame({c: 0 for c in stats.RUN_KEYS}, index=range(4)).assign(
+        seed=range(4), step=10, test_loss=loss, grad_norm=loss, val_acc=[1.0, 1.0, 1.0, 0.5],
+        max_overlap=loss - 1.0)
+    s = stats.summarize(rows, ["test_loss", "grad_norm", "val_acc", "max_overlap"]).iloc[0]
+    assert (s["test_loss_lo"], s["grad_norm_lo"]) == (0.0, 0.0)
+    assert s["test_loss_hi"] == pytest.approx(hi, rel=1e-12)
+    assert s["val_acc_hi"] == 1.0
+    assert s["max_overlap_lo"] == pytest.approx(lo - 1.0, rel=1e-12)  # may be negative
