@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
 SWEEP = ["sweep", "--dataset", "xor", "--widths", "3", "--lrs", "0.5", "--seeds", "4", "--steps",
          "10", "--eval-every", "5", "--n-train", "40", "--n-test", "30", "--block-size", "2",
          "--chunk-size", "2", "--no-progress", "--cpu-devices", "1"]  # 2 groups x 2 chunks x 2
@@ -193,7 +193,7 @@ def _cut(path):
 
 def test_a_damaged_config_is_named_and_cannot_be_guessed(whole, tmp_path):
     out = tmp_path / "run"
-    command(*SWEEP, "--out", str(out))
+    shutil.copytree(whole, out)
     _cut(out / "config.json")
     report = command("report", str(out), "--no-hessians")
     resume = command(*SWEEP, "--out", str(out))
@@ -210,7 +210,7 @@ def test_a_damaged_config_is_named_and_cannot_be_guessed(whole, tmp_path):
 
 def test_a_damaged_manifest_is_named_and_rebuilt_from_the_chunks(whole, tmp_path):
     out = tmp_path / "run"
-    command(*SWEEP, "--out", str(out))
+    shutil.copytree(whole, out)
     _cut(out / "manifest.json")
     proc = command("report", str(out), "--no-hessians")
     assert proc.returncode == 2
@@ -230,7 +230,7 @@ def test_a_damaged_manifest_is_named_and_rebuilt_from_the_chunks(whole, tmp_path
 
 def test_a_damaged_results_csv_without_a_checksum_is_named(whole, tmp_path):
     out = tmp_path / "run"
-    command(*SWEEP, "--out", str(out))
+    shutil.copytree(whole, out)
     manifest = json.loads((out / "manifest.json").read_text())
     del manifest["results.csv"]
     (out / "manifest.json").write_text(json.dumps(manifest))
@@ -314,7 +314,8 @@ def expected_untrained(out):
 
 def test_a_diverging_learning_rate_is_flagged_with_its_cause(tmp_path):
     out = tmp_path / "run"
-    assert command(*DIVERGING, "--out", str(out)).returncode == 0
+    proc = command(*DIVERGING, "--out", str(out))
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr  # the sweep does not judge
     proc = command("report", str(out), "--no-hessians")
     assert proc.returncode == 0, proc.stderr
     expected = expected_untrained(out)
@@ -376,3 +377,31 @@ def test_intervals_of_nonnegative_metrics_are_bounded_at_0():
     assert s["test_loss_hi"] == pytest.approx(hi, rel=1e-12)
     assert s["val_acc_hi"] == 1.0
     assert s["max_overlap_lo"] == pytest.approx(lo - 1.0, rel=1e-12)  # may be negative
+
+
+def test_the_line_names_the_folder_to_resume_and_what_the_report_left(tmp_path):
+    """Without --out, resuming needs the folder's name; a report leaves its sweep alone; an
+    interrupted compare whose sweep is whole says so."""
+    import argparse
+
+    from shortcut_jax import cli, results
+
+    stop = results.Interrupted()
+    stop.folder, stop.saved, stop.total = tmp_path, 3, 8
+    args = argparse.Namespace(command="sweep", out=None, resolved_out=str(tmp_path))
+    assert cli.stopped(stop, args) == (f"interrupted: 3 of 8 runs are saved in {tmp_path}; "
+                                       f"rerun the same command with --out {tmp_path} to resume")
+    full = results.WriteFailed(errno.EDQUOT, os.strerror(errno.EDQUOT), str(tmp_path / "r.md"))
+    full.folder, full.saved, full.total = tmp_path, 8, 8
+    args = argparse.Namespace(command="compare", out=str(tmp_path))
+    assert cli.stopped(full, args) == (
+        f"error: could not write r.md in {tmp_path} ({os.strerror(errno.EDQUOT)}): all 8 runs "
+        f"are saved in {tmp_path}; free space (or make it writable) and rerun the same command "
+        "to resume")
+    args = argparse.Namespace(command="report", folder=str(tmp_path), out=None)
+    assert cli.stopped(KeyboardInterrupt(), args) == (
+        f"interrupted; {tmp_path} is unchanged and report.md may be missing; rerun the same "
+        "command")
+    args = argparse.Namespace(command="sweep", out=None, resolved_out=str(tmp_path / "new"))
+    assert cli.stopped(KeyboardInterrupt(), args) == ("interrupted: nothing was saved; rerun the "
+                                                      "same command")
