@@ -484,8 +484,8 @@ def stopped(e: BaseException, args: argparse.Namespace) -> str:
             f"({e.strerror})")
     fix = "" if isinstance(e, KeyboardInterrupt) else "free space (or make it writable) and "
     if args.command == "report":
-        return (f"{what}; {args.folder} is unchanged and report.md may be missing; {fix}rerun "
-                "the same command")
+        return (f"{what}: report.md was not written (the sweep in {args.folder} is "
+                f"unchanged); {fix}rerun the same command")
     if args.command not in ("sweep", "compare"):
         return f"{what}; {fix}rerun the same command"
     folder = getattr(e, "folder", None) or getattr(args, "resolved_out", None)

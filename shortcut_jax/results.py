@@ -76,6 +76,13 @@ class Interrupted(KeyboardInterrupt):
     saved: int = 0
     total: int | None = None
 
+    def __str__(self) -> str:
+        if self.folder is None:
+            return "interrupted"
+        of = "" if self.total is None else f" of {self.total}"
+        return (f"interrupted: {self.saved}{of} runs are saved in {self.folder}; rerun the same "
+                "sweep to resume")
+
 
 _writes = [0]  # atomic_open blocks in progress (a Ctrl-C waits for them: interrupt_safely)
 _pending = [False]  # a Ctrl-C came while a file was being written

@@ -169,6 +169,19 @@ def test_a_full_disk_names_the_file_and_the_rerun_resumes(whole, tmp_path, targe
     rerun_matches(whole, out, trained=8 - saved)
 
 
+def test_a_full_disk_during_a_report_leaves_the_sweep_alone(whole, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(whole, out)
+    proc = command("report", str(out), "--no-hessians", FAULT_FULL=".report.md.*")
+    assert proc.returncode == 1
+    assert proc.stderr == (f"error: could not write report.md in {out} "
+                           f"({os.strerror(errno.ENOSPC)}): report.md was not written (the "
+                           f"sweep in {out} is unchanged); free space (or make it writable) and "
+                           "rerun the same command\n")
+    assert not (out / "report.md").exists() and no_temporaries(out)
+    same_folders(whole, out)
+
+
 def test_a_read_only_folder_is_named(tmp_path):
     """A read-only tmpfs (in a user and mount namespace of its own, where the system allows)."""
     if subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode != 0:
@@ -400,8 +413,8 @@ def test_the_line_names_the_folder_to_resume_and_what_the_report_left(tmp_path):
         "to resume")
     args = argparse.Namespace(command="report", folder=str(tmp_path), out=None)
     assert cli.stopped(KeyboardInterrupt(), args) == (
-        f"interrupted; {tmp_path} is unchanged and report.md may be missing; rerun the same "
-        "command")
+        f"interrupted: report.md was not written (the sweep in {tmp_path} is unchanged); rerun "
+        "the same command")
     args = argparse.Namespace(command="sweep", out=None, resolved_out=str(tmp_path / "new"))
     assert cli.stopped(KeyboardInterrupt(), args) == ("interrupted: nothing was saved; rerun the "
                                                       "same command")
