@@ -492,8 +492,10 @@ def stopped(e: BaseException, args: argparse.Namespace) -> str:
     saved, total = getattr(e, "saved", 0), getattr(e, "total", None)
     if folder is None or not Path(folder).exists():
         return f"{what}: nothing was saved; {fix}rerun the same command"
-    if total is None:
-        kept = f"{saved} runs are saved in {folder}"
+    if total is None:  # stopped before the sweep counted its runs
+        chunks = len(list(Path(folder).glob("chunks/*.npz")))
+        kept = (f"the runs of {chunks} finished chunks are kept in {folder}" if chunks else
+                f"nothing was saved in {folder}")
     elif saved == total:
         kept = f"all {total} runs are saved in {folder}"
     else:

@@ -418,3 +418,10 @@ def test_the_line_names_the_folder_to_resume_and_what_the_report_left(tmp_path):
     args = argparse.Namespace(command="sweep", out=None, resolved_out=str(tmp_path / "new"))
     assert cli.stopped(KeyboardInterrupt(), args) == ("interrupted: nothing was saved; rerun the "
                                                       "same command")
+    (tmp_path / "chunks").mkdir()
+    for name in ("a-0000.npz", "a-0001.npz"):
+        (tmp_path / "chunks" / name).write_bytes(b"")
+    stop.total = None  # stopped while checking the chunks of a resumed sweep
+    args = argparse.Namespace(command="sweep", out=str(tmp_path))
+    assert cli.stopped(stop, args) == (f"interrupted: the runs of 2 finished chunks are kept in "
+                                       f"{tmp_path}; rerun the same command to resume")
