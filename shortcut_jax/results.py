@@ -371,7 +371,8 @@ class RunFolder:
     @property
     def manifest(self) -> dict[str, str]:
         """{file name relative to the folder: sha256}; a manifest that cannot be read is moved
-        aside (every file it vouched for then counts as unverified)."""
+        aside, and rebuilt: a chunk that reads back whole (every array's zip CRC-32) is kept and
+        its checksum recorded anew, every other file counts as unverified."""
         if self._manifest is None:
             path = self.path / "manifest.json"
             try:
@@ -420,9 +421,11 @@ class RunFolder:
                 self._record(name, sha256(path))
             return True
         if _is_writer():
-            self._set_aside(path, "has no recorded checksum" if want is None
-                            else "fails its recorded checksum",
-                            warn=not (self._rebuild and want is None))  # warned once
+            chunk = name.startswith("chunks/")
+            self._set_aside(path, "fails its recorded checksum" if want is not None else
+                            "does not read back whole" if self._rebuild and chunk else
+                            "has no recorded checksum",
+                            warn=not (self._rebuild and want is None and not chunk))
             self._record(name, None)
         return False
 

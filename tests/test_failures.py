@@ -425,3 +425,17 @@ def test_the_line_names_the_folder_to_resume_and_what_the_report_left(tmp_path):
     args = argparse.Namespace(command="sweep", out=str(tmp_path))
     assert cli.stopped(stop, args) == (f"interrupted: the runs of 2 finished chunks are kept in "
                                        f"{tmp_path}; rerun the same command to resume")
+
+
+def test_with_a_damaged_manifest_a_damaged_chunk_is_still_named_and_recomputed(whole, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(whole, out)
+    _cut(out / "manifest.json")
+    _cut(out / "chunks" / PLAIN_1)
+    proc = command(*SWEEP, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 2 and lines[1].startswith(
+        f"warning: {out / 'chunks' / PLAIN_1} does not read back whole: moved to ")
+    assert "(2 runs trained, 6 found complete)" in proc.stdout
+    same_folders(whole, out)
