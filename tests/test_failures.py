@@ -439,3 +439,13 @@ def test_with_a_damaged_manifest_a_damaged_chunk_is_still_named_and_recomputed(w
         f"warning: {out / 'chunks' / PLAIN_1} does not read back whole: moved to ")
     assert "(2 runs trained, 6 found complete)" in proc.stdout
     same_folders(whole, out)
+
+
+def test_compare_stopped_in_its_report_says_the_sweep_is_whole(tmp_path):
+    out = tmp_path / "run"
+    proc = command("compare", *SWEEP[1:], "--out", str(out), FAULT_FULL=".report.md.*")
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr == (f"error: could not write report.md in {out} "
+                           f"({os.strerror(errno.ENOSPC)}): all 8 runs are saved in {out}; free "
+                           "space (or make it writable) and rerun the same command to resume\n")
+    assert not (out / "report.md").exists() and no_temporaries(out)
