@@ -12,7 +12,9 @@ Every file is written to a temporary name in the same folder and renamed into pl
 chunk's checksum enters the manifest before its rename, so a killed sweep leaves whole files or
 none and a file on disk always has a recorded checksum. Rerunning the same command verifies the
 chunks, moves aside (and recomputes) any that are damaged, and skips the rest. One process
-writes a folder at a time (an OS file lock, released when its holder dies).
+writes a folder at a time (an OS file lock, released when its holder dies). A file that cannot
+be written (a full disk, a read-only folder) is a WriteFailed naming it, a Ctrl-C under
+interrupt_safely waits for the file being written; a sweep's either carries the runs saved.
 """
 
 from __future__ import annotations
