@@ -446,3 +446,37 @@ def test_compare_stopped_in_its_report_says_the_sweep_is_whole(tmp_path):
                            f"({os.strerror(errno.ENOSPC)}): all 8 runs are saved in {out}; free "
                            "space (or make it writable) and rerun the same command to resume\n")
     assert not (out / "report.md").exists() and no_temporaries(out)
+
+
+def test_untrained_names_nan_runs_and_a_chance_level_accuracy():
+    """Three hand-made configurations on a validation split of 3 ones in 4 (chance 0.75): one
+    with a NaN run, one that trained, one whose accuracy interval reaches chance."""
+    import types
+
+    import pandas as pd
+    import scipy.stats
+
+    from shortcut_jax import report, stats
+
+    rows = []
+    for lr, losses, accs in ((1.0, [np.nan, 0.1, 0.1], [np.nan, 0.95, 0.95]),
+                             (0.5, [0.05, 0.05, 0.06], [0.9, 0.92, 0.94]),
+                             (0.1, [0.15, 0.15, 0.15], [0.7, 0.8, 0.76])):
+        for seed in range(3):
+            for step, loss, acc in ((0, 0.2, 0.5), (10, losses[seed], accs[seed])):
+                rows.append({**{c: 0 for c in stats.RUN_KEYS}, "dataset": "xor", "lr": lr,
+                             "seed": seed, "step": step, "train_loss": loss, "val_acc": acc,
+                             "saturated_frac": 0.0})
+    data = [({"dataset": "xor"}, types.SimpleNamespace(Y_val=np.array([0, 1, 1, 1])), "xor")]
+    bad = report.untrained(pd.DataFrame(rows), data).set_index("lr")
+    assert sorted(bad.index) == [0.1, 1.0]
+    assert bad.loc[1.0, "problem"] == "1 of 3 runs ended with NaN or inf"
+    assert bad.loc[1.0, "cause"] == "learning rate too high"
+    acc = np.array([0.7, 0.8, 0.76])
+    half = scipy.stats.t.ppf(0.975, 2) * acc.std(ddof=1) / np.sqrt(3)
+    assert bad.loc[0.1, "problem"] == (f"validation accuracy {acc.mean():.3f} "
+                                       f"[{acc.mean() - half:.3f}, {acc.mean() + half:.3f}] "
+                                       "not above chance (0.750)")
+    assert bad.loc[0.1, "cause"] == ("too few steps or too small a learning rate, or a task "
+                                     "this network cannot fit")
+    assert (bad["chance"] == 0.75).all() and bad.loc[1.0, "n_nonfinite"] == 1
