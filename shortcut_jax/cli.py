@@ -13,6 +13,7 @@ import datetime
 import json
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +166,9 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--timings", default=None, metavar="FILE",
                    help="write seconds per phase (data, draws, compile, train, write, report) "
                         "and the Unix time the command started to FILE as JSON")
+    r.add_argument("--debug", action="store_true",
+                   help="show the Python traceback before the one-line message of a Ctrl-C "
+                        "or a file that could not be written")
 
 
 FLAGS = {"datasets": "--dataset", "d": "--dim", "loss_fns": "--loss",
@@ -276,7 +280,7 @@ def cmd_sweep(args: argparse.Namespace, parser: argparse.ArgumentParser,
         grid = grid_from_args(args, smoke)
     except (ValueError, TypeError) as e:
         parser.error(_as_flags(str(e), args, parser))
-    out = args.out or default_out(name)
+    out = args.resolved_out = args.out or default_out(name)
     try:
         folder = run_sweep(grid, out, progress=not args.no_progress,
                            extra_config=getattr(args, "extra_config", None))
@@ -299,7 +303,12 @@ def cmd_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     if jax.process_index() != 0:
         return 0
     t0 = time.perf_counter()
-    written = _report(folder.path, folder.path, args.tau, hessians=True, baselines=True)
+    try:
+        written = _report(folder.path, folder.path, args.tau, hessians=True, baselines=True)
+    except (KeyboardInterrupt, OSError) as e:  # the sweep is whole: say so
+        e.folder, e.total = folder.path, sum(folder.counts.values())
+        e.saved = e.total
+        raise
     timings["report"] = time.perf_counter() - t0
     _write_timings(args, timings)
     print(written)
@@ -329,8 +338,21 @@ def _report(folder: Path, out: Path, tau: float | None, *, hessians: bool,
     for name, table in rep.tables.items():
         results.atomic_write_text(out / f"{name}.csv", table.to_csv(index=False))
     results.atomic_write_text(out / "report.md", rep.markdown)
+    if len(rep.untrained):
+        print(untrained_warning(rep.untrained, len(rep.tables["summary"]), out / "report.md"),
+              file=sys.stderr)
     return (f"wrote {out / 'report.md'} ({rep.n_rows} result rows, {len(rep.figures)} figures, "
             f"{len(rep.tables)} tables)")
+
+
+def untrained_warning(bad, n_configs: int, path: Path) -> str:
+    """One line: how many configurations did not train, their likely causes and learning rates,
+    and where the report lists them."""
+    causes = "; ".join(
+        f"{cause.split(':')[0]} at lr {', '.join(f'{lr:g}' for lr in sorted(set(part['lr'])))}"
+        for cause, part in bad.groupby("cause", sort=False))
+    return (f"warning: {len(bad)} of {n_configs} configurations did not train (likely cause: "
+            f"{causes}); see 'Runs that did not train' in {path}")
 
 
 def cmd_grad_check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -428,7 +450,68 @@ def _sweep_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
-    return args.func(args)
+    import warnings
+
+    from shortcut_jax import results
+
+    shown = warnings.showwarning
+
+    def one_line(message, category, *where, **kwargs):
+        """A damaged file moved aside: one line, not Python's file:line and source."""
+        if issubclass(category, results.DamagedFileWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, *where, **kwargs)
+
+    with warnings.catch_warnings(), results.interrupt_safely():
+        if not getattr(args, "debug", False):
+            warnings.showwarning = one_line  # restored by catch_warnings
+        try:
+            return args.func(args)
+        except (KeyboardInterrupt, results.WriteFailed) as e:
+            if getattr(args, "debug", False):
+                traceback.print_exc()
+            print(stopped(e, args), file=sys.stderr)
+            return 130 if isinstance(e, KeyboardInterrupt) else 1
+
+
+def stopped(e: BaseException, args: argparse.Namespace) -> str:
+    """The one line a command prints when Ctrl-C or a file it could not write (WriteFailed)
+    stops it: what is saved where, and how to go on."""
+    _close_progress_bars()
+    what = ("interrupted" if isinstance(e, KeyboardInterrupt) else
+            f"error: could not write {Path(e.filename).name} in {Path(e.filename).parent} "
+            f"({e.strerror})")
+    fix = "" if isinstance(e, KeyboardInterrupt) else "free space (or make it writable) and "
+    if args.command == "report":
+        return (f"{what}: report.md was not written (the sweep in {args.folder} is "
+                f"unchanged); {fix}rerun the same command")
+    if args.command not in ("sweep", "compare"):
+        return f"{what}; {fix}rerun the same command"
+    folder = getattr(e, "folder", None) or getattr(args, "resolved_out", None)
+    saved, total = getattr(e, "saved", 0), getattr(e, "total", None)
+    if folder is None or not Path(folder).exists():
+        return f"{what}: nothing was saved; {fix}rerun the same command"
+    if total is None:  # stopped before the sweep counted its runs
+        chunks = len(list(Path(folder).glob("chunks/*.npz")))
+        kept = (f"the runs of {chunks} finished chunks are kept in {folder}" if chunks else
+                f"nothing was saved in {folder}")
+    elif saved == total:
+        kept = f"all {total} runs are saved in {folder}"
+    else:
+        kept = f"{saved} of {total} runs are saved in {folder}"
+    same = "the same command" if args.out is not None else f"the same command with --out {folder}"
+    return f"{what}: {kept}; {fix}rerun {same} to resume"
+
+
+def _close_progress_bars() -> None:
+    """End a progress bar's line, so that the message starts on its own."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
 
 
 if __name__ == "__main__":

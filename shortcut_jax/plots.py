@@ -187,7 +187,8 @@ def metric_vs_width(df: pd.DataFrame, metric: str = "test_acc", *, select_by: st
         widths = sorted(part["width"].unique().tolist())
         groups = part.groupby(["variant", "shortcut_init"], observed=True, dropna=False)
         for k, ((variant, init), g) in enumerate(groups):
-            points = [(w, stats.t_interval(gw[metric].dropna(), confidence), gw["lr"].iloc[0],
+            points = [(w, stats.t_interval(gw[metric].dropna(), confidence,
+                                           stats.bounds(metric)), gw["lr"].iloc[0],
                        int(gw[metric].notna().sum())) for w, gw in g.groupby("width")]
             xs = np.array([w for w, *_ in points], float) * 2.0 ** (0.04 * (2 * k - 1))
             m, lo, hi = (np.array([p[1][i] for p in points]) for i in range(3))

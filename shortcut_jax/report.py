@@ -34,6 +34,11 @@ HESSIAN_MAX_PARAMS = 600
 HESSIAN_CHUNK = 2**22
 """Floats of dz2/dtheta (runs x n x P) the report's Hessians hold at once (32 MB)."""
 MAX_HEATMAPS = 6
+SATURATED_SHARE = 0.99
+"""Outputs count as saturated when at the end this share of the training examples (mean over
+seeds) has y_hat (1 - y_hat) < diagnostics.SATURATED: their gradients have vanished."""
+UNTRAINED = "⚠"
+"""The mark of a configuration that did not train (`untrained`) in the report's tables."""
 
 
 @dataclasses.dataclass
@@ -44,6 +49,8 @@ class Report:
     figures: dict  # name -> matplotlib Figure
     tables: dict[str, pd.DataFrame]
     n_rows: int
+    untrained: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+    """The configurations that did not train (`untrained`), one row each."""
 
 
 def png(fig) -> bytes:
@@ -107,6 +114,93 @@ def _paired_rows(table: pd.DataFrame, axes: list[str], digits: int = 4) -> pd.Da
     return out
 
 
+def untrained(df: pd.DataFrame, data: list, confidence: float = 0.95) -> pd.DataFrame:
+    """The configurations (stats.CONFIG_KEYS) that did not train: a final validation accuracy
+    not above chance (the majority class's share of the validation split, at or above the lower
+    end of its t interval over seeds, or the mean with one seed), a mean training
+    loss that rose from step 0, runs that ended with NaN or inf, or outputs saturated (a mean
+    share of at least SATURATED_SHARE of the training examples). Columns: the keys, n_seeds,
+    val_acc_mean/_lo/_hi, chance, loss_start, loss_end, n_nonfinite, saturated_frac, problem
+    (what went wrong, in words) and cause (the likely cause). data: _datasets(folder, config).
+    """
+    ids = stats.run_ids(df)
+    start = df["train_loss"].where(df["step"] == df["step"].groupby(ids).transform("min"))
+    runs = stats.final(df.assign(loss_start=start.groupby(ids).transform("max")))
+    chance = pd.Series(np.nan, index=runs.index)
+    for spec, ds, _ in data:
+        share = float(np.mean(np.asarray(ds.Y_val) > 0.5))
+        chance[_rows_of(runs, spec).index] = max(share, 1.0 - share)
+    runs = runs.assign(chance=chance)
+    saturation = "saturated_frac" in runs.columns
+    out = []
+    for key, g in runs.groupby(stats.CONFIG_KEYS, observed=True, dropna=False, sort=True):
+        finite = np.isfinite(g["train_loss"]) & np.isfinite(g["val_acc"])
+        ok = g[finite]
+        mean, lo, hi = stats.t_interval(ok["val_acc"], confidence, stats.bounds("val_acc"))
+        row = dict(zip(stats.CONFIG_KEYS, key), n_seeds=len(g), val_acc_mean=mean,
+                   val_acc_lo=lo, val_acc_hi=hi, chance=g["chance"].iloc[0],
+                   loss_start=g["loss_start"].mean(), loss_end=ok["train_loss"].mean(),
+                   n_nonfinite=int((~finite).sum()),
+                   saturated_frac=ok["saturated_frac"].mean() if saturation else np.nan)
+        problems = []
+        if row["n_nonfinite"]:
+            problems.append(f"{row['n_nonfinite']} of {len(g)} runs ended with NaN or inf")
+        saturated = row["saturated_frac"] >= SATURATED_SHARE
+        if saturated:
+            problems.append(f"outputs saturated ({row['saturated_frac']:.0%} of the training "
+                            "examples)")
+        rose = row["loss_end"] > row["loss_start"]
+        if rose:
+            problems.append(f"training loss rose ({row['loss_start']:.4g} → "
+                            f"{row['loss_end']:.4g})")
+        if not len(ok) or (lo <= row["chance"] if np.isfinite(lo) else mean <= row["chance"]):
+            problems.append(f"validation accuracy {stats.format_ci(mean, lo, hi)} not above "
+                            f"chance ({row['chance']:.3f})")
+        if not problems:
+            continue
+        row["problem"] = "; ".join(problems)
+        row["cause"] = ("learning rate too high" + (": the outputs saturated, their gradients "
+                                                    "vanished" if saturated else "")
+                        if row["n_nonfinite"] or saturated or rose else
+                        "too few steps or too small a learning rate, or a task this network "
+                        "cannot fit")
+        out.append(row)
+    return pd.DataFrame(out, columns=[*stats.CONFIG_KEYS, "n_seeds", "val_acc_mean",
+                                      "val_acc_lo", "val_acc_hi", "chance", "loss_start",
+                                      "loss_end", "n_nonfinite", "saturated_frac", "problem",
+                                      "cause"])
+
+
+def _untrained_column(table: pd.DataFrame, bad: pd.DataFrame) -> list[str]:
+    """Per row of a table with the CONFIG_KEYS columns: its problem if `untrained` flagged
+    that configuration, else ""."""
+    def key(r):
+        return tuple(None if pd.isna(r[c]) else str(r[c]) for c in stats.CONFIG_KEYS)
+
+    flagged = {key(r): r["problem"] for _, r in bad.iterrows()}
+    return [flagged.get(key(r), "") for _, r in table.iterrows()]
+
+
+def _untrained_section(bad: pd.DataFrame, n_configs: int, where: list[str],
+                       confidence: float) -> list[str]:
+    view = pd.DataFrame({"setting": [_setting(r, [a for a in where if a != "width"])
+                                     for _, r in bad.iterrows()],
+                         "variant": [v if pd.isna(i) else f"{v} ({i})" for v, i in
+                                     zip(bad["variant"], bad["shortcut_init"])],
+                         "h": bad["width"], "lr": bad["lr"], "seeds": bad["n_seeds"],
+                         "what went wrong": bad["problem"], "likely cause": bad["cause"]})
+    return ["## Runs that did not train", "",
+            f"{len(bad)} of {n_configs} configurations did not train: a final validation "
+            f"accuracy not above chance (the majority class's share of the validation split, "
+            f"against its {confidence:.0%} interval), a training loss that rose, runs that ended "
+            f"with NaN or inf, or outputs saturated (at least {SATURATED_SHARE:.0%} of the "
+            f"training examples with ŷ(1 − ŷ) < {diagnostics.SATURATED:g}). They are marked "
+            f"{UNTRAINED} in the tables (summary.csv and selected.csv: the column "
+            "did_not_train). Learning rates are chosen on validation accuracy as before: a "
+            "configuration marked in the selected tables is one where no other learning rate did "
+            "better.", "", _table(view), ""]
+
+
 def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True,
           baselines: bool = False, confidence: float = 0.95) -> Report:
     """The report of a finished sweep folder (a ValueError names what is missing)."""
@@ -129,6 +223,11 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
     selected_pairs = {m: stats.paired(chosen, m, confidence=confidence, ignore=("lr",))
                       for m in compared}
     tables["paired_selected"] = pd.concat(selected_pairs.values(), ignore_index=True)
+    bad = untrained(df, data, confidence)
+    for name in ("summary", "selected"):
+        tables[name]["did_not_train"] = _untrained_column(tables[name], bad)
+    if len(bad):
+        tables["untrained"] = bad
 
     grid = config["grid"]
     s = ["# Plain vs shortcut: does the shortcut connection help?", ""]
@@ -142,7 +241,8 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
           "so a paired difference is the shortcut's.", "", SELECTION_RULE,
           f"Intervals are {confidence:.0%} Student-t intervals over seeds (for fractions such as "
           "accuracies, intersected with [0, 1]); p values from the paired t test and the "
-          "Wilcoxon signed-rank test (– where every pair is equal); the win rate is the share "
+          "Wilcoxon signed-rank test (– where every pair is equal); intervals of losses, norms, "
+          "errors and steps are bounded below at 0; the win rate is the share "
           "of seeds where the shortcut is better (lower for losses, errors and eigenvalue "
           "fractions; ties count ½). Where a table or figure leaves an axis out, a seed's pairs "
           "at its values are averaged first.", ""]
@@ -151,12 +251,16 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
             s += [f"- {record['path']}: {record['n_train']} train / {record['n_val']} validation "
                   f"/ {record['n_test']} test rows, {record['d']} features, labels mapped "
                   f"{record['label_map']} (sha256 {record['sha256'][:12]}...)"]
+    if len(bad):
+        s += _untrained_section(bad, len(tables["summary"]), where, confidence)
     s += ["## The selected configurations", ""]
     sel = tables["selected"]
     view = pd.DataFrame({"setting": [_setting(r, [a for a in where if a != "width"])
                                      for _, r in sel.iterrows()],
-                         "variant": [v if pd.isna(i) else f"{v} ({i})" for v, i in
-                                     zip(sel["variant"], sel["shortcut_init"])],
+                         "variant": [(v if pd.isna(i) else f"{v} ({i})")
+                                     + (f" {UNTRAINED}" if flag else "") for v, i, flag in
+                                     zip(sel["variant"], sel["shortcut_init"],
+                                         sel["did_not_train"])],
                          "h": sel["width"], "lr (chosen)": sel["lr"]})
     for m in metrics:
         view[m] = [stats.format_ci(r[f"{m}_mean"], r[f"{m}_lo"], r[f"{m}_hi"],
@@ -165,6 +269,8 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
         f"{r['steps_to_tau_mean']:.0f} ({r['frac_reached']:.0%} reached)" if r["frac_reached"]
         else "never" for _, r in sel.iterrows()]
     s += [_table(view), ""]
+    if sel["did_not_train"].astype(bool).any():
+        s += [f"{UNTRAINED}: did not train (see Runs that did not train).", ""]
 
     s += ["## Paired differences, shortcut − plain (same seed, each at its chosen lr)", ""]
     for m, table in selected_pairs.items():
@@ -218,7 +324,7 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
     figures.update(boundaries(folder, data, chosen))
     s += ["## Figures", ""] + [f"![{n}](figures/{n}.png)" for n in figures
                                if not n.startswith(("paired_vs_", "heatmap_"))] + [""]
-    return Report("\n".join(s), figures, tables, len(df))
+    return Report("\n".join(s), figures, tables, len(df), bad)
 
 
 # --- what needs the data: Hessians, baselines, decision boundaries -------------------------

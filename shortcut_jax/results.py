@@ -12,7 +12,9 @@ Every file is written to a temporary name in the same folder and renamed into pl
 chunk's checksum enters the manifest before its rename, so a killed sweep leaves whole files or
 none and a file on disk always has a recorded checksum. Rerunning the same command verifies the
 chunks, moves aside (and recomputes) any that are damaged, and skips the rest. One process
-writes a folder at a time (an OS file lock, released when its holder dies).
+writes a folder at a time (an OS file lock, released when its holder dies). A file that cannot
+be written (a full disk, a read-only folder) is a WriteFailed naming it, a Ctrl-C under
+interrupt_safely waits for the file being written; a sweep's either carries the runs saved.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
@@ -57,12 +60,100 @@ class DamagedFileWarning(UserWarning):
     """A results file failed its checksum or could not be read; it was moved aside."""
 
 
+class WriteFailed(OSError):
+    """A file could not be written (a full disk, a read-only folder, a quota): errno, strerror
+    and filename (the file) of the OSError; for a sweep, `saved` of `total` runs are kept in
+    `folder` (RunFolder.writing fills these in; total is None where not yet known)."""
+
+    folder: Path | None = None
+    saved: int = 0
+    total: int | None = None
+
+
+class Interrupted(KeyboardInterrupt):
+    """A sweep stopped by Ctrl-C at a safe point: `saved` of `total` runs are kept in `folder`
+    (total None where not yet known); rerunning the same sweep resumes."""
+
+    folder: Path | None = None
+    saved: int = 0
+    total: int | None = None
+
+    def __str__(self) -> str:
+        if self.folder is None:
+            return "interrupted"
+        of = "" if self.total is None else f" of {self.total}"
+        return (f"interrupted: {self.saved}{of} runs are saved in {self.folder}; rerun the same "
+                "sweep to resume")
+
+
+_writes = [0]  # atomic_open blocks in progress (a Ctrl-C waits for them: interrupt_safely)
+_pending = [False]  # a Ctrl-C came while a file was being written
+
+
+def _on_sigint(signum, frame) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C stops the process at once
+    if _writes[0]:
+        _pending[0] = True  # raised when the file is in place (atomic_open)
+    else:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def interrupt_safely():
+    """Within the block (main thread), Ctrl-C raises KeyboardInterrupt at once unless a file is
+    being written, else as soon as that file is in place; a second Ctrl-C then kills the process
+    at once (SIGINT's default action; a temporary file it leaves is removed by the next sweep).
+    For commands: a library user's interrupt handling is left alone."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is signal.SIG_IGN):  # e.g. a background job
+        yield
+        return
+    before = signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+        _pending[0] = False
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w",
-                before_rename: Callable[[Path], None] | None = None):
+                before_rename: Callable[[Path], None] | None = None,
+                after_rename: Callable[[], None] | None = None):
     """A file object on a temporary name beside path, renamed onto path when the block ends
-    (after before_rename(temporary path), if given)."""
+    (after before_rename(temporary path), if given; then after_rename()). An OSError (a full
+    disk, a read-only folder) is raised as WriteFailed naming path; the temporary file is
+    removed. A Ctrl-C during the block (under interrupt_safely) is raised once path is in place.
+    """
     path = Path(path)
+    _writes[0] += 1
+    try:
+        with _naming(path):
+            yield from _atomic(path, mode, before_rename)
+        if after_rename is not None:
+            after_rename()
+    finally:
+        _writes[0] -= 1
+    if _pending[0] and not _writes[0]:
+        _pending[0] = False
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _naming(path: Path):
+    """An OSError of the system (with an errno) in the block re-raised as
+    WriteFailed(errno, strerror, path)."""
+    try:
+        yield
+    except WriteFailed:
+        raise
+    except OSError as e:
+        if e.errno is None:  # not the system's: e.g. filelock.Timeout
+            raise
+        raise WriteFailed(e.errno, e.strerror or str(e), str(path)) from e
+
+
+def _atomic(path: Path, mode: str, before_rename: Callable[[Path], None] | None):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -166,6 +257,8 @@ class RunFolder:
         self.timings: dict[str, float] = {}
         self.counts: dict[str, int] = {}
         self._manifest: dict[str, str] | None = None
+        self._saved_now = 0  # runs of the chunks save_chunk put in place
+        self._rebuild = False  # the manifest could not be read: chunks that read whole count
 
     @property
     def results_csv(self) -> Path:
@@ -180,17 +273,42 @@ class RunFolder:
     @contextlib.contextmanager
     def writing(self):
         """Hold the folder's lock (an OS lock: the kernel releases it when the holder dies) for
-        the block; another live holder is named in the error. Only the writing process locks."""
+        the block; another live holder is named in the error. Only the writing process locks.
+
+        A Ctrl-C in the block leaves as Interrupted, a file that could not be written as
+        WriteFailed, each with the runs saved (`counts` "trained" + "resumed" is the total)."""
+        try:
+            with self._locked():
+                yield self
+        except WriteFailed as e:
+            e.folder, e.saved, e.total = self.path, *self._saved_of()
+            raise
+        except KeyboardInterrupt as e:
+            stop = Interrupted()
+            stop.folder, (stop.saved, stop.total) = self.path, self._saved_of()
+            raise stop from e
+
+    def _saved_of(self) -> tuple[int, int | None]:
+        """(runs saved, runs of the sweep or None if not yet known)."""
+        if "resumed" not in self.counts:
+            return self._saved_now, None
+        return (self.counts["resumed"] + self._saved_now,
+                self.counts["resumed"] + self.counts["trained"])
+
+    @contextlib.contextmanager
+    def _locked(self):
         if not _is_writer():
             yield self
             return
         import filelock
 
-        self.path.mkdir(parents=True, exist_ok=True)
+        with _naming(self.path / self.LOCK):
+            self.path.mkdir(parents=True, exist_ok=True)
         lock = filelock.FileLock(self.path / self.LOCK, timeout=0)
         holder = self.path / f"{self.LOCK}.holder"
         try:
-            lock.acquire()
+            with _naming(self.path / self.LOCK):
+                lock.acquire()
         except filelock.Timeout:
             try:
                 who = json.loads(holder.read_text())
@@ -222,7 +340,7 @@ class RunFolder:
         cfg_path = self.path / "config.json"
         config = json.loads(json.dumps(config))  # normalise tuples -> lists, keys -> str
         if cfg_path.exists():
-            held = json.loads(cfg_path.read_text()).get("config") or {}
+            held = self.config().get("config") or {}
             if held != config:
                 _refuse_changed_files(self.path, held.get("data"), config.get("data"))
                 diff = "; ".join(f"{k} is {a!r} there, {b!r} here"
@@ -238,24 +356,50 @@ class RunFolder:
                                                indent=2) + "\n")
 
     def config(self) -> dict[str, Any]:
-        """config.json's {"config": ..., "provenance": ...}."""
-        return json.loads((self.path / "config.json").read_text())
+        """config.json's {"config": ..., "provenance": ...}; one that cannot be read is a
+        ValueError naming it (a config cannot be guessed from the results)."""
+        path = self.path / "config.json"
+        held = _read_json(path, "it was cut short or edited, and a sweep's config cannot be "
+                          "guessed from its results; restore config.json from a copy of the "
+                          "folder, or rerun the command that made it with a new --out folder")
+        if not isinstance(held, dict) or not isinstance(held.get("config"), dict):
+            raise ValueError(f"folder: {path} does not hold a sweep's config (expected "
+                             '{"config": {...}, "provenance": {...}}); restore it from a copy '
+                             "of the folder, or rerun the command that made it with a new --out "
+                             "folder")
+        return held
 
     # --- checksums ---------------------------------------------------------------------------
 
     @property
     def manifest(self) -> dict[str, str]:
         """{file name relative to the folder: sha256}; a manifest that cannot be read is moved
-        aside (every file it vouched for then counts as unverified)."""
+        aside, and rebuilt: a chunk that reads back whole (every array's zip CRC-32) is kept and
+        its checksum recorded anew, every other file counts as unverified."""
         if self._manifest is None:
             path = self.path / "manifest.json"
-            self._manifest = {}
-            if path.exists():
-                try:
-                    self._manifest = dict(json.loads(path.read_text()))
-                except (ValueError, TypeError):
-                    self._set_aside(path, "cannot be read")
+            try:
+                self._manifest = self.read_manifest()
+            except ValueError:
+                self._manifest = {}
+                self._rebuild = True
+                self._set_aside(path, "cannot be read", "; its chunks are checked by reading "
+                                "them whole and kept, and every other file is rebuilt")
         return self._manifest
+
+    def read_manifest(self) -> dict[str, str]:
+        """manifest.json ({} if there is none); one that cannot be read is a ValueError
+        naming it."""
+        path = self.path / "manifest.json"
+        if not path.exists():
+            return {}
+        held = _read_json(path, "it was cut short or edited; rerun the command that wrote the "
+                          "folder: it checks every chunk and rebuilds the manifest")
+        if not isinstance(held, dict) or not all(isinstance(v, str) for v in held.values()):
+            raise ValueError(f"folder: {path} is not a manifest (expected {{file: sha256}}); "
+                             "rerun the command that wrote the folder: it checks every chunk "
+                             "and rebuilds the manifest")
+        return held
 
     def _record(self, name: str, digest: str | None) -> None:
         manifest = dict(self.manifest)
@@ -275,19 +419,29 @@ class RunFolder:
         want = self.manifest.get(name)
         if want is not None and sha256(path) == want:
             return True
+        if want is None and self._rebuild and name.startswith("chunks/") and _whole(path):
+            if _is_writer():
+                self._record(name, sha256(path))
+            return True
         if _is_writer():
-            self._set_aside(path, "has no recorded checksum" if want is None
-                            else "fails its recorded checksum")
+            chunk = name.startswith("chunks/")
+            self._set_aside(path, "fails its recorded checksum" if want is not None else
+                            "does not read back whole" if self._rebuild and chunk else
+                            "has no recorded checksum",
+                            warn=not (self._rebuild and want is None and not chunk))
             self._record(name, None)
         return False
 
-    def _set_aside(self, path: Path, why: str) -> None:
+    def _set_aside(self, path: Path, why: str, then: str = "; it will be recomputed",
+                   warn: bool = True) -> None:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         dest = self.path / "chunks" / "damaged" / f"{path.name}.{stamp}"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(path, dest)
-        warnings.warn(f"{path} {why}: moved to {dest}; it will be recomputed",
-                      DamagedFileWarning, stacklevel=3)
+        with _naming(dest):
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, dest)
+        if warn:
+            warnings.warn(f"{path} {why}: moved to {dest}{then}", DamagedFileWarning,
+                          stacklevel=3)
 
     # --- chunks ------------------------------------------------------------------------------
 
@@ -309,14 +463,19 @@ class RunFolder:
                   "columns": np.asarray(json.dumps(columns))}
         arrays.update({f"metric/{k}": v for k, v in metrics.items()})
         arrays.update({f"param/{k}": v for k, v in params.items()})
-        self._write(self.chunk_path(group, chunk), lambda f: np.savez(f, **arrays))
 
-    def _write(self, path: Path, write: Callable[[Any], None]) -> None:
+        def saved():
+            self._saved_now += len(lrs)
+
+        self._write(self.chunk_path(group, chunk), lambda f: np.savez(f, **arrays), saved)
+
+    def _write(self, path: Path, write: Callable[[Any], None],
+               after_rename: Callable[[], None] | None = None) -> None:
         """Write a binary file atomically, its checksum entering the manifest before the rename
         (so a file in place always has one)."""
         name = path.relative_to(self.path).as_posix()
-        with atomic_open(path, "wb", before_rename=lambda tmp: self._record(name, sha256(tmp))
-                         ) as f:
+        with atomic_open(path, "wb", before_rename=lambda tmp: self._record(name, sha256(tmp)),
+                         after_rename=after_rename) as f:
             write(f)
 
     def load_chunk(self, group: str, chunk: int) -> dict[str, Any]:
@@ -377,6 +536,26 @@ class RunFolder:
         self._write(self.params_npz, write_params)
 
 
+def _read_json(path: Path, what: str) -> Any:
+    """The JSON in path; one that cannot be read is a ValueError naming path, what is wrong and
+    `what` (what to do)."""
+    try:
+        return json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"folder: {path} cannot be read ({e}): {what}") from None
+
+
+def _whole(path: Path) -> bool:
+    """A chunk that reads back whole: a zip whose every array passes its CRC-32 and loads."""
+    try:
+        with np.load(path) as z:
+            for k in z.files:
+                z[k]
+        return True
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError):
+        return False
+
+
 def _differences(a: Any, b: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
     """(dotted key, value in a, value in b) wherever two JSON-like configs differ."""
     if isinstance(a, dict) and isinstance(b, dict):
@@ -425,16 +604,27 @@ def _finished(folder: str | Path) -> RunFolder:
     if not (f.path / "config.json").is_file():
         raise ValueError(f"folder: {f.path} is not a sweep folder (no config.json); expected a "
                          "folder written by run_sweep, `shortcut-jax sweep` or `compare`")
+    manifest = f.read_manifest()
     for path in (f.results_csv, f.params_npz):
         if not path.is_file():
             raise ValueError(f"folder: {f.path} is an unfinished sweep (no {path.name}); rerun "
                              "the command that started it to finish it")
-        want = f.manifest.get(path.name)
+        want = manifest.get(path.name)
         info = path.stat()
         if want is not None and _digest(path, info.st_mtime_ns, info.st_size) != want:
             raise ValueError(f"folder: {path} fails its recorded checksum (damaged?); rerun "
                              "the command that wrote the folder to rebuild it from the chunks")
     return f
+
+
+@contextlib.contextmanager
+def _unreadable(path: Path):
+    """A results file that cannot be parsed: a ValueError naming it and what to do."""
+    try:
+        yield
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as e:
+        raise ValueError(f"folder: {path} cannot be read ({e}); rerun the command that wrote "
+                         "the folder to rebuild it from the chunks") from None
 
 
 @functools.lru_cache(maxsize=32)
@@ -460,8 +650,12 @@ def load(folder: str | Path):
     f = _finished(folder)
     dtypes = {**dict.fromkeys(CATEGORICAL, "category"), **dict.fromkeys(INTEGER, "int64"),
               **dict.fromkeys(NULLABLE_INTEGER, "Int64"), **dict.fromkeys(FLOAT, "float64")}
-    df = pd.read_csv(f.results_csv, dtype=dtypes, keep_default_na=False,
-                     na_values={c: [""] for c in (*NULLABLE_INTEGER, *FLOAT, "shortcut_init")})
+    with _unreadable(f.results_csv):
+        df = pd.read_csv(f.results_csv, dtype=dtypes, keep_default_na=False,
+                         na_values={c: [""] for c in (*NULLABLE_INTEGER, *FLOAT,
+                                                      "shortcut_init")})
+        if list(df.columns[:len(ID_COLUMNS)]) != list(ID_COLUMNS):
+            raise ValueError(f"expected the columns {list(ID_COLUMNS)} first")
     metrics = [c for c in df.columns if c not in ID_COLUMNS]
     df[metrics] = df[metrics].apply(pd.to_numeric, errors="coerce").astype("float64")
     df["shortcut_init"] = df["shortcut_init"].cat.remove_categories(
@@ -530,11 +724,12 @@ def params_of(folder: str | Path, rows) -> Any:
             raise ValueError(f"selectors: the runs have several {column} values "
                              f"{sorted(rows[column].unique().tolist(), key=str)}; select one, "
                              f"e.g. {column}={rows[column].iloc[0]!r}")
-    where = _params_index(f.params_npz, f.params_npz.stat().st_mtime_ns)
+    with _unreadable(f.params_npz):
+        where = _params_index(f.params_npz, f.params_npz.stat().st_mtime_ns)
     picked = [where[_key(r)] for r in rows[list(ID_COLUMNS[:-1])].to_dict("records")]
     leaves = {}
-    with np.load(f.params_npz) as z:  # z[key] reads the whole array: once per group and leaf
-        for name in Params._fields:
+    with _unreadable(f.params_npz), np.load(f.params_npz) as z:
+        for name in Params._fields:  # z[key] reads the whole array: once per group and leaf
             if f"{picked[0][0]}/{name}" in z.files:
                 arrays = {g: z[f"{g}/{name}"] for g in dict.fromkeys(g for g, _ in picked)}
                 leaves[name] = np.stack([arrays[g][i] for g, i in picked])

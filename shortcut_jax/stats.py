@@ -3,10 +3,11 @@
 A *run* is one row of `results.RUN_KEYS` values; its *final* value of a metric is the one at its
 last eval step. Seeds are the replicates: a configuration's mean over seeds comes with a Student-t
 interval (scipy.stats.t); for a fraction in [0, 1] (accuracies, *_frac) the interval is
-intersected with [0, 1] -- the mean lies there, so the coverage is unchanged and the interval
-stays bounded. Paired differences are shortcut minus plain of the same seed and
-every other grid axis (plain runs have no shortcut_init: one plain run pairs with each), with a t
-interval, the paired t test (scipy.stats.ttest_rel) and the Wilcoxon signed-rank test.
+intersected with [0, 1], for a loss, norm, error or step count with [0, inf) -- the mean lies
+there, so the coverage is unchanged and the interval stays bounded. Paired differences are
+shortcut minus plain of the same seed and every other grid axis (plain runs have no
+shortcut_init: one plain run pairs with each), with a t interval, the paired t test
+(scipy.stats.ttest_rel) and the Wilcoxon signed-rank test.
 """
 
 from __future__ import annotations
@@ -64,6 +65,16 @@ def is_fraction(metric: str) -> bool:
     return "acc" in metric or metric.endswith("_frac")
 
 
+def bounds(metric: str) -> tuple[float, float] | None:
+    """Where a metric lies: [0, 1] for fractions, [0, inf) for losses, norms, errors and steps
+    (an interval is intersected with it), None for others (max_overlap, shortcut_share)."""
+    if is_fraction(metric):
+        return (0.0, 1.0)
+    if any(word in metric for word in ("loss", "norm", "err", "step")):
+        return (0.0, np.inf)
+    return None
+
+
 def t_interval(values, confidence: float = 0.95,
                bounds: tuple[float, float] | None = None) -> tuple[float, float, float]:
     """(mean, lo, hi): the mean and its two-sided Student-t interval (NaN with one value),
@@ -102,7 +113,7 @@ def summarize(df: pd.DataFrame, metrics: Sequence[str] = ("test_acc", "test_loss
               by: Sequence[str] | None = None, tau: float | None = None,
               confidence: float = 0.95) -> pd.DataFrame:
     """Per configuration (default: every column of CONFIG_KEYS), over seeds: n_seeds and, per
-    metric, <m>_mean/_lo/_hi (t interval, within [0, 1] for fractions; NaN values left out,
+    metric, <m>_mean/_lo/_hi (t interval, within the metric's `bounds`; NaN values left out,
     <m>_n of them used) of the final values; with tau, steps_to_tau_mean/_lo/_hi over the
     runs that reached it and frac_reached. df may hold final rows with steps_to_tau already
     (with_steps_to)."""
@@ -114,13 +125,13 @@ def summarize(df: pd.DataFrame, metrics: Sequence[str] = ("test_acc", "test_loss
         row["n_seeds"] = len(g)
         for m in metrics:
             v = g[m].dropna().to_numpy()
-            row[f"{m}_mean"], row[f"{m}_lo"], row[f"{m}_hi"] = t_interval(
-                v, confidence, (0.0, 1.0) if is_fraction(m) else None)
+            row[f"{m}_mean"], row[f"{m}_lo"], row[f"{m}_hi"] = t_interval(v, confidence,
+                                                                         bounds(m))
             row[f"{m}_n"] = len(v)
         if tau is not None:
             reached = g[STEPS][np.isfinite(g[STEPS])].to_numpy()
             row[f"{STEPS}_mean"], row[f"{STEPS}_lo"], row[f"{STEPS}_hi"] = t_interval(
-                reached, confidence)
+                reached, confidence, bounds(STEPS))
             row["frac_reached"] = len(reached) / len(g)
         rows.append(row)
     return pd.DataFrame(rows)

@@ -571,6 +571,8 @@ def run_sweep(grid: Grid, out_dir: str, *, load: Callable[[DataSpec], Dataset] |
     Data from `load(spec)` (default: `load_data`, the built-in tasks or the grid's CSV) are
     validated, and recorded in config.json, before anything compiles. One writer per folder:
     a second sweep on a folder another live process is writing stops with a message naming it.
+    A Ctrl-C leaves as results.Interrupted, a file that cannot be written as
+    results.WriteFailed, each with the runs saved; rerunning resumes.
     """
     timings = dict.fromkeys(("data", "draws", "compile", "train", "write"), 0.0)
     t0 = time.perf_counter()
