@@ -95,6 +95,8 @@ def _lines(ax, runs: pd.DataFrame, metric: str, confidence: float) -> None:
                       for c in curve["count"]])
         half = q * curve["std"].to_numpy() / np.sqrt(curve["count"].to_numpy())
         lo, hi = mean - half, mean + half
+        if stats.is_fraction(metric):  # within [0, 1], as the tables' (stats.t_interval)
+            lo, hi = np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)
         n = int(stats.final(g)[metric].notna().sum())
         ax.plot(steps, mean, color=COLORS.get(variant, "C2"),
                 linestyle=STYLES.get(None if pd.isna(init) else init, ":"),
@@ -154,7 +156,9 @@ def metric_vs_width(df: pd.DataFrame, metric: str = "test_acc", *, select_by: st
         widths = sorted(part["width"].unique().tolist())
         groups = part.groupby(["variant", "shortcut_init"], observed=True, dropna=False)
         for k, ((variant, init), g) in enumerate(groups):
-            points = [(w, stats.t_interval(gw[metric].dropna(), confidence), gw["lr"].iloc[0],
+            bounds = (0.0, 1.0) if stats.is_fraction(metric) else None
+            points = [(w, stats.t_interval(gw[metric].dropna(), confidence, bounds),
+                       gw["lr"].iloc[0],
                        int(gw[metric].notna().sum())) for w, gw in g.groupby("width")]
             xs = np.array([w for w, *_ in points], float) * 2.0 ** (0.04 * (2 * k - 1))
             m, lo, hi = (np.array([p[1][i] for p in points]) for i in range(3))
@@ -219,7 +223,8 @@ def paired_vs_axis(df: pd.DataFrame, axis: str, metrics: Sequence[str] = ("test_
 def paired_heatmap(df: pd.DataFrame, metric: str = "test_acc", x: str = "width", y: str = "lr",
                    *, select_by: str = "val_acc", confidence: float = 0.95) -> Figure:
     """Mean paired difference shortcut - plain of final `metric` over a y x x grid of two axes
-    ("where the shortcut helps"); * marks cells whose interval excludes 0. The colormap is
+    ("where the shortcut helps"); * marks cells with a verdict (stats.significance: the
+    interval excludes 0 and the Holm-adjusted p over the cells is below the level). The colormap is
     centred at 0 and blue where the shortcut is better."""
     _check(df, metric, x, y)
     table = stats.paired_selected(df, metric, [y, x], select_by, confidence).dropna(
@@ -229,7 +234,7 @@ def paired_heatmap(df: pd.DataFrame, metric: str = "test_acc", x: str = "width",
     star = np.zeros(grid.shape, bool)
     for _, r in table.iterrows():
         i, j = ys.index(r[y]), xs.index(r[x])
-        grid[i, j], star[i, j] = r["diff_mean"], stats.significance(r) != 0
+        grid[i, j], star[i, j] = r["diff_mean"], stats.significance(r, 1 - confidence) != 0
     fig = Figure(figsize=(max(5.0, 2.2 + 0.9 * len(xs)), 1.8 + 0.5 * len(ys)), dpi=100,
                  layout="tight")
     ax = fig.subplots()
@@ -248,8 +253,8 @@ def paired_heatmap(df: pd.DataFrame, metric: str = "test_acc", x: str = "width",
     ax.set(xlabel=x, ylabel=y)
     fig.colorbar(image, ax=ax, label=f"shortcut − plain, final {metric}")
     lr = "" if "lr" in (x, y) else f"; lr chosen on {select_by}"
-    ax.set_title(f"shortcut − plain, final {metric}\n* = {confidence:.0%} interval excludes 0"
-                 f"{lr}", fontsize="small")
+    ax.set_title(f"shortcut − plain, final {metric}\n* = {confidence:.0%} interval excludes 0 "
+                 f"and Holm-adjusted Wilcoxon p < {1 - confidence:g}{lr}", fontsize="small")
     return fig
 
 

@@ -76,9 +76,10 @@ def _setting(row, axes: list[str]) -> str:
     return " ".join(parts)
 
 
-def verdict(table: pd.DataFrame, metric: str, where: list[str]) -> str:
-    """One sentence per paired table, generated from its intervals."""
-    sig = table.apply(stats.significance, axis=1)
+def verdict(table: pd.DataFrame, metric: str, where: list[str], level: float = 0.05) -> str:
+    """One sentence per paired table, from its intervals and Holm-adjusted p values
+    (stats.significance)."""
+    sig = table.apply(stats.significance, axis=1, level=level)
     good = sig if stats.higher_is_better(metric) else -sig
     better, worse = table[good > 0], table[good < 0]
     text = (f"the shortcut is significantly better in {len(better)} of {len(table)} "
@@ -89,8 +90,9 @@ def verdict(table: pd.DataFrame, metric: str, where: list[str]) -> str:
             top = part.reindex(part["diff_mean"].abs().sort_values(ascending=False).index)[:3]
             text += f"; {name} at " + ", ".join(
                 f"{_setting(r, where)} ({r['diff_mean']:+.4f} [{r['diff_lo']:+.4f}, "
-                f"{r['diff_hi']:+.4f}])" for _, r in top.iterrows())
-    return text + "."
+                f"{r['diff_hi']:+.4f}], Holm p {r['p_wilcoxon_holm']:.3g})"
+                for _, r in top.iterrows())
+    return text + f" (Holm over the {int(table['n_tests'].max()) if len(table) else 0} tested)."
 
 
 def _paired_rows(table: pd.DataFrame, axes: list[str], digits: int = 4) -> pd.DataFrame:
@@ -99,6 +101,11 @@ def _paired_rows(table: pd.DataFrame, axes: list[str], digits: int = 4) -> pd.Da
                                   for r in table.itertuples()]
     out["p (t test)"] = ["–" if np.isnan(p) else f"{p:.3g}" for p in table["p_ttest"]]
     out["p (Wilcoxon)"] = ["–" if np.isnan(p) else f"{p:.3g}" for p in table["p_wilcoxon"]]
+    out["Holm p (t)"] = ["–" if np.isnan(p) else f"{p:.3g}" for p in table["p_ttest_holm"]]
+    out["Holm p (Wilcoxon)"] = ["–" if np.isnan(p) else f"{p:.3g}"
+                                for p in table["p_wilcoxon_holm"]]
+    out["detectable (80% power)"] = ["–" if np.isnan(x) else f"{x:.{digits}f}"
+                                     for x in table["detectable"]]
     out["shortcut win rate"] = [f"{w:.2f}" for w in table["win_rate"]]
     out["pairs"] = table["n_used"].to_numpy()
     return out
@@ -142,7 +149,10 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
           "Wilcoxon signed-rank test (– where every pair is equal); the win rate is the share "
           "of seeds where the shortcut is better (lower for losses, errors and eigenvalue "
           "fractions; ties count ½). Where a table or figure leaves an axis out, a seed's pairs "
-          "at its values are averaged first.", ""]
+          "at its values are averaged first.",
+          "Holm-adjusted p values are adjusted over the rows of their table (one family per "
+          "table and metric: the configurations it compares). "
+          + stats.VERDICT_RULE.format(conf=confidence, level=1 - confidence), ""]
     for record in config.get("data", []):
         if "path" in record:
             s += [f"- {record['path']}: {record['n_train']} train / {record['n_val']} validation "
@@ -166,7 +176,7 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
     s += ["## Paired differences, shortcut − plain (same seed, each at its chosen lr)", ""]
     for m, table in selected_pairs.items():
         s += [f"### {m}", "", _paired_rows(table, where).pipe(_table), "",
-              f"Reading: {verdict(table, m, where)}", ""]
+              f"Reading: {verdict(table, m, where, 1 - confidence)}", ""]
 
     figures = {}
     if len(axes):
@@ -178,7 +188,8 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
                    for m in ("test_acc", "test_loss")}
         figures[name] = plots.paired_vs_axis(df, axis, hue=hue, confidence=confidence,
                                              tables=by_axis)
-        s += [f"- {axis}, {m}: {verdict(t, m, [axis, hue])}" for m, t in by_axis.items()]
+        s += [f"- {axis}, {m}: {verdict(t, m, [axis, hue], 1 - confidence)}"
+              for m, t in by_axis.items()]
         s += ["", f"![{name}](figures/{name}.png)", ""]
     for x, y in list(itertools.combinations(axes, 2))[:MAX_HEATMAPS]:
         name = f"heatmap_{y}_{x}"
@@ -189,7 +200,8 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
         s += ["## The teacher: generalisation error", "",
               "test_gen_err = mean over test inputs of ½ (ŷ − p_teacher)², the student's "
               "distance from the teacher's noiseless output.", "",
-              f"Reading: {verdict(selected_pairs['test_gen_err'], 'test_gen_err', where)}", ""]
+              "Reading: " + verdict(selected_pairs["test_gen_err"], "test_gen_err", where,
+                                    1 - confidence), ""]
 
     if hessians:
         hess = hessian_table(folder, data, chosen)
@@ -305,13 +317,14 @@ def _hessian_section(hess: pd.DataFrame, where: list[str], confidence: float) ->
     s += [_table(view), ""]
     for m, label in (("hess_zero_frac", "near-zero"), ("hess_neg_frac", "negative")):
         table = stats.paired(hess, m, confidence=confidence, ignore=("lr",), higher=False)
-        sig = table.apply(stats.significance, axis=1)
+        sig = table.apply(stats.significance, axis=1, level=1 - confidence)
         s += [f"### {label} eigenvalues, shortcut − plain (same seed)", "",
               _table(_paired_rows(table, where)), "",
               f"Reading: the shortcut network has significantly fewer {label} eigenvalues in "
               f"{int((sig < 0).sum())} of {len(table)} configurations, significantly more in "
               f"{int((sig > 0).sum())}, and no significant difference in "
-              f"{int((sig == 0).sum())}.", ""]
+              f"{int((sig == 0).sum())} (Holm over the {int(table['n_tests'].max())} tested).",
+              ""]
     s += ["Orhan & Pitkow (2018) report that skip connections remove the degenerate (near-zero) "
           "directions that dead and overlapping units create in deep networks; the paired "
           "intervals above say where that holds for this two-layer network.", ""]
