@@ -111,6 +111,22 @@ def _paired_rows(table: pd.DataFrame, axes: list[str], digits: int = 4) -> pd.Da
     return out
 
 
+def _with_matched(table: pd.DataFrame, matched: pd.DataFrame, axes: list[str],
+                  digits: int = 4) -> pd.DataFrame:
+    """_paired_rows(table) with the same configurations' paired difference at the plain
+    network's lr (stats.paired_at_plain_lr) beside each row."""
+    keys = [c for c in matched.columns if c in table.columns and c in stats.CONFIG_KEYS
+            and c != "lr"]
+    both = table[keys].merge(matched, on=keys, how="left")
+    out = _paired_rows(table, axes, digits)
+    out["plain's lr"] = [f"{v:g}" for v in both["lr"]]
+    out["difference at plain's lr [CI]"] = [
+        stats.format_ci(r.diff_mean, r.diff_lo, r.diff_hi, digits) for r in both.itertuples()]
+    out["Holm p (Wilcoxon), plain's lr"] = ["–" if np.isnan(p) else f"{p:.3g}"
+                                            for p in both["p_wilcoxon_holm"]]
+    return out
+
+
 def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True,
           baselines: bool = False, confidence: float = 0.95) -> Report:
     """The report of a finished sweep folder (a ValueError names what is missing)."""
@@ -133,6 +149,9 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
     selected_pairs = {m: stats.paired(chosen, m, confidence=confidence, ignore=("lr",))
                       for m in compared}
     tables["paired_selected"] = pd.concat(selected_pairs.values(), ignore_index=True)
+    matched_pairs = {m: stats.paired_at_plain_lr(runs, m, "val_acc", confidence=confidence)
+                     for m in compared}
+    tables["paired_plain_lr"] = pd.concat(matched_pairs.values(), ignore_index=True)
 
     grid = config["grid"]
     s = ["# Plain vs shortcut: does the shortcut connection help?", ""]
@@ -173,10 +192,15 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
         else "never" for _, r in sel.iterrows()]
     s += [_table(view), ""]
 
-    s += ["## Paired differences, shortcut − plain (same seed, each at its chosen lr)", ""]
+    s += ["## Paired differences, shortcut − plain (same seed, each at its chosen lr)", "",
+          "Beside each, both variants at the plain network's chosen lr, so that the "
+          "architecture's effect is not mixed with a different learning rate (every lr of the "
+          "grid: the appendix).", ""]
     for m, table in selected_pairs.items():
-        s += [f"### {m}", "", _paired_rows(table, where).pipe(_table), "",
-              f"Reading: {verdict(table, m, where, 1 - confidence)}", ""]
+        s += [f"### {m}", "", _with_matched(table, matched_pairs[m], where).pipe(_table), "",
+              f"Reading: {verdict(table, m, where, 1 - confidence)}",
+              f"At the plain network's lr: {verdict(matched_pairs[m], m, where, 1 - confidence)}",
+              ""]
 
     figures = {}
     if len(axes):
@@ -215,6 +239,14 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
             s += ["## Baselines on the same splits (scikit-learn)", "", _table(base.round(3)), "",
                   "Reading: a linear model is what the shortcut alone is; the kit's accuracies "
                   "far below logistic regression would point to a training problem.", ""]
+
+    s += ["## Appendix: paired differences at each learning rate of the grid", "",
+          "Shortcut − plain with both variants at the same lr, every lr (Holm over each "
+          "table's rows).", ""]
+    for m in compared:
+        table = tables["paired"][tables["paired"]["metric"] == m].reset_index(drop=True)
+        s += [f"### {m}", "", _paired_rows(table, [*where, "lr"]).pipe(_table), "",
+              f"Reading: {verdict(table, m, [*where, 'lr'], 1 - confidence)}", ""]
 
     first = str(df["dataset"].iloc[0])
     figures["acc_vs_width"] = plots.metric_vs_width(df, "test_acc", confidence=confidence)

@@ -264,6 +264,23 @@ def paired_selected(df: pd.DataFrame, metric: str, by: Sequence[str],
     return paired(best_lr(df, select_by), metric, by=by, confidence=confidence, ignore=("lr",))
 
 
+def paired_at_plain_lr(df: pd.DataFrame, metric: str, select_by: str = "val_acc", *,
+                       tau: float | None = None, confidence: float = 0.95) -> pd.DataFrame:
+    """paired(...) with both variants at the plain network's validation-selected learning rate
+    (best_lr of the plain runs, per configuration): the architecture's effect at a learning rate
+    both share, to set beside the comparison at each variant's own choice. Its lr column is
+    that rate; the family of its Holm adjustment is its rows."""
+    if metric == STEPS and STEPS not in df.columns:
+        if tau is None:
+            raise ValueError(f"tau: needed for metric {STEPS!r}")
+        df = with_steps_to(df, tau)
+    runs = final(df)
+    chosen = best_lr(runs[runs["variant"] == "plain"], select_by)
+    keys = [c for c in CONFIG_KEYS if c not in ("variant", "shortcut_init", "lr")]
+    lrs = chosen[[*keys, "lr"]].drop_duplicates()
+    return paired(runs.merge(lrs, on=[*keys, "lr"]), metric, confidence=confidence)
+
+
 def _p_values(diffs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Paired t test (a one-sample t test of the differences, as scipy.stats.ttest_rel) and
     Wilcoxon signed-rank p values of each difference vector (exact up to EXACT_MAX_N

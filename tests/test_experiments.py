@@ -50,15 +50,18 @@ def compared(tmp_path_factory):
 
 def test_compare_smoke_writes_what_it_promises(compared):
     for name in ("results.csv", "summary.csv", "selected.csv", "paired.csv",
-                 "paired_selected.csv", "hessian.csv", "baselines.csv", "config.json",
+                 "paired_selected.csv", "paired_plain_lr.csv", "hessian.csv", "baselines.csv", "config.json",
                  "report.md", "params.npz", "figures/learning_curves.png",
                  "figures/acc_vs_width.png", "figures/diagnostics.png",
                  "figures/boundaries_linear_xor.png"):
         assert (compared / name).stat().st_size > 0, name
     report = (compared / "report.md").read_text()
     for heading in ("The selected configurations", "Paired differences", "Hessian",
-                    "Baselines", "near-zero eigenvalues, shortcut − plain"):
+                    "Baselines", "near-zero eigenvalues, shortcut − plain",
+                    "difference at plain's lr [CI]", "Holm p (Wilcoxon)",
+                    "detectable (80% power)", "Appendix: paired differences at each learning"):
         assert heading in report
+    assert "Holm-adjusted over the configurations of its table" in report  # the rule stated
     assert report.count("Reading:") >= 6
     assert "chosen per variant and configuration by the best mean final validation accuracy" \
         in report

@@ -242,3 +242,24 @@ def test_detectable_difference_is_statsmodels_power_solution_times_the_spread():
         # at that difference the paired t test's power is 0.8 (statsmodels' power, the other way)
         assert TTestPower().power(out.loc[w, "detectable"] / np.std(d, ddof=1), 10,
                                   0.05 / 2) == pytest.approx(0.8, abs=1e-5)
+
+
+def test_paired_at_the_plain_networks_lr_matches_both_variants_there():
+    # plain is best on validation at lr 1.0, the shortcut at 0.3; test_acc by hand per seed
+    acc = {("plain", 0.3): [0.70, 0.72, 0.71], ("plain", 1.0): [0.80, 0.83, 0.81],
+           ("shortcut", 0.3): [0.90, 0.91, 0.93], ("shortcut", 1.0): [0.79, 0.80, 0.82]}
+    val = {("plain", 0.3): 0.7, ("plain", 1.0): 0.8, ("shortcut", 0.3): 0.9,
+           ("shortcut", 1.0): 0.6}
+    rows = [{"variant": v, "lr": lr, "seed": s, "val_acc": val[v, lr], "test_acc": a,
+             "shortcut_init": "zeros" if v == "shortcut" else None}
+            for (v, lr), values in acc.items() for s, a in enumerate(values)]
+    df = table(rows)
+    (row,) = stats.paired_at_plain_lr(df, "test_acc").to_dict("records")
+    want = np.subtract(acc["shortcut", 1.0], acc["plain", 1.0])
+    assert row["lr"] == 1.0 and row["n_used"] == 3
+    assert row["diff_mean"] == pytest.approx(want.mean(), rel=1e-12)
+    assert row["p_ttest"] == pytest.approx(scipy.stats.ttest_1samp(want, 0.0).pvalue)
+    # each at its own choice: shortcut at 0.3 against plain at 1.0
+    (sel,) = stats.paired_selected(df, "test_acc", by=["width"]).to_dict("records")
+    assert sel["diff_mean"] == pytest.approx(
+        np.mean(np.subtract(acc["shortcut", 0.3], acc["plain", 1.0])), rel=1e-12)
