@@ -310,3 +310,19 @@ def test_only_process_0_judges_and_writes_the_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(results, "_is_writer", lambda: True)
     with pytest.raises(ValueError, match="exists and is not empty but has no config.json"):
         results.RunFolder(out).prepare({"a": 1}, {})
+
+
+def test_load_types_every_column_without_a_dtype_warning(tmp_path):
+    """Past pandas' low-memory chunk (~256 KiB) a chunk of shortcut rows only used to read
+    grad_norm_W as numbers and one with plain rows as text: "DtypeWarning: mixed types"."""
+    out = tmp_path / "many"
+    sj.run_sweep(sj.Grid(**{**SMALL, "seeds": 600, "steps": 2, "eval_every": 1,
+                            "block_size": 1024, "chunk_size": 1024}), str(out), progress=False)
+    assert (out / "results.csv").stat().st_size > 2**19
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a DtypeWarning fails the test
+        df = sj.load_results(out)
+    assert not any(df[c].dtype == object for c in df.columns)
+    assert df["grad_norm_W"].dtype == np.float64
+    assert df.loc[df.variant == "plain", "grad_norm_W"].isna().all()
+    assert df.loc[df.variant == "shortcut", "grad_norm_W"].notna().all()
