@@ -31,6 +31,11 @@ AXES = ("width", "n_train", "d", "noise", "linear_weight", "teacher_width", "tea
         "batch_size", "shortcut_init", "optimizer", "loss_fn")
 """Grid axes an ablation may vary (besides dataset, seed and lr)."""
 HESSIAN_MAX_PARAMS = 600
+HESSIAN_MAX_SEEDS = 256
+"""The Hessian section takes at most this many seeds per configuration (the smallest)."""
+CENSUS = ("n_dead", "n_silent", "n_always_active", "n_duplicated", "crit_total", "any_total",
+          *(f"crit_{c}" for c in diagnostics.CAUSES))
+"""The census columns (diagnostics.singularity_census) of the Hessian table."""
 HESSIAN_CHUNK = 2**22
 """Floats of dz2/dtheta (runs x n x P) the report's Hessians hold at once (32 MB)."""
 MAX_HEATMAPS = 6
@@ -294,11 +299,14 @@ def _rows_of(runs: pd.DataFrame, spec: dict) -> pd.DataFrame:
 
 def hessian_table(folder: Path, data: list, chosen: pd.DataFrame) -> pd.DataFrame:
     """Exact float64 Hessian spectra of J at the final parameters of the chosen runs (models up
-    to HESSIAN_MAX_PARAMS parameters): hess_zero_frac, hess_neg_frac per run, from the
-    hand-written Hessian (diagnostics.hessian_by_hand: NumPy, nothing compiles). data:
-    _datasets(folder, config)."""
+    to HESSIAN_MAX_PARAMS parameters, the first HESSIAN_MAX_SEEDS seeds): hess_zero_frac,
+    hess_neg_frac, hess_zero (the near-zero count) per run, from the hand-written Hessian
+    (diagnostics.hessian_by_hand: NumPy, nothing compiles), and the singularity census on the
+    training inputs (CENSUS columns). data: _datasets(folder, config)."""
     from shortcut_jax.model import num_params
 
+    seeds = np.sort(chosen["seed"].unique())[:HESSIAN_MAX_SEEDS]
+    chosen = chosen[chosen["seed"].isin(seeds)]
     out = []
     for spec, ds, _ in data:
         X, Y = ds.X_train, ds.Y_train
@@ -314,6 +322,7 @@ def hessian_table(folder: Path, data: list, chosen: pd.DataFrame) -> pd.DataFram
             finite = np.logical_and.reduce([np.isfinite(a).reshape(len(part), -1).all(1)
                                             for a in params if a is not None])
             fractions = np.full((len(part), 2), np.nan)
+            census = {c: np.full(len(part), np.nan) for c in CENSUS}
             rows = np.flatnonzero(finite)
             step = max(1, HESSIAN_CHUNK // (len(X) * P))  # runs per call: G is (runs, n, P)
             for i in range(0, len(rows), step):
@@ -327,8 +336,13 @@ def hessian_table(folder: Path, data: list, chosen: pd.DataFrame) -> pd.DataFram
                 spectra = diagnostics.spectrum_fractions(eig, xp=np)
                 fractions[take] = np.stack(
                     [spectra["hess_zero_frac"], spectra["hess_neg_frac"]], 1)
+                found = diagnostics.singularity_census(
+                    jax.tree.map(lambda a, t=take: a[t], params), X)
+                for c in CENSUS:
+                    census[c][take] = found[c]
             out.append(part[[*stats.RUN_KEYS, "step"]].assign(
-                n_params=P, hess_zero_frac=fractions[:, 0], hess_neg_frac=fractions[:, 1]))
+                n_params=P, hess_zero_frac=fractions[:, 0], hess_neg_frac=fractions[:, 1],
+                hess_zero=np.round(fractions[:, 0] * P), **census))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
@@ -357,9 +371,58 @@ def _hessian_section(hess: pd.DataFrame, where: list[str], confidence: float) ->
               f"{int((sig > 0).sum())}, and no significant difference in "
               f"{int((sig == 0).sum())} (Holm over the {int(table['n_tests'].max())} tested).",
               ""]
+    s += _census_section(hess, where, confidence)
     s += ["Orhan & Pitkow (2018) report that skip connections remove the degenerate (near-zero) "
           "directions that dead and overlapping units create in deep networks; the paired "
           "intervals above say where that holds for this two-layer network.", ""]
+    return s
+
+
+def _census_section(hess: pd.DataFrame, where: list[str], confidence: float) -> list[str]:
+    """The measured near-zero count beside the census' predictions, and its paired difference
+    split by cause (diagnostics.singularity_census)."""
+    keys = [c for c in stats.CONFIG_KEYS if c != "lr"]
+    ok = hess.dropna(subset=["hess_zero"])
+    if ok.empty:
+        return []
+    ok = ok.assign(hess_unexplained=ok["hess_zero"] - ok["crit_total"])
+    rows = []
+    for key, g in ok.groupby(keys, observed=True, dropna=False, sort=True):
+        r = dict(zip(keys, key))
+        rows.append({"setting": _setting(r, where), "variant": r["variant"], "runs": len(g),
+                     "P": int(g["n_params"].iloc[0]),
+                     "near-zero (measured)": f"{g['hess_zero'].mean():.2f}",
+                     "predicted at a minimum": f"{g['crit_total'].mean():.2f}",
+                     "exact at any point": f"{g['any_total'].mean():.2f}",
+                     "runs measured = predicted":
+                         f"{(g['hess_zero'] == g['crit_total']).mean():.0%}",
+                     "dead": f"{g['n_dead'].mean():.2f}", "silent": f"{g['n_silent'].mean():.2f}",
+                     "always active": f"{g['n_always_active'].mean():.2f}",
+                     "duplicated": f"{g['n_duplicated'].mean():.2f}"})
+    s = ["### Where the near-zero directions come from: a census of the units", "",
+         "Per run at its final parameters (diagnostics.singularity_census, on the training "
+         "inputs): dead units (active on no row: d + 2 zero directions each at any point), "
+         "silent ones (output weight 0), units active on every row (with the shortcut their "
+         "W1 row and b1 trade with W and b2: d + 1 directions at a minimum, d at any point; "
+         "without it d fewer), units duplicating another's activation pattern (exactly, no "
+         "tolerance) and the rescaling symmetry of each live unit (1 at a minimum, none "
+         "elsewhere). Means over runs of the counts; the prediction assumes a minimum, which "
+         "training reaches only approximately, so a rescaling direction counts as near-zero "
+         "only where the gradient is small enough.", "", _table(pd.DataFrame(rows)), ""]
+    causes = [("near-zero (measured)", "hess_zero"),
+              *((c.replace("_", " "), f"crit_{c}") for c in diagnostics.CAUSES),
+              ("unexplained", "hess_unexplained")]
+    tables = {label: stats.paired(ok, col, confidence=confidence, ignore=("lr",), higher=False)
+              for label, col in causes}
+    first = tables["near-zero (measured)"]
+    view = pd.DataFrame({"setting": [_setting(r, where) for _, r in first.iterrows()]})
+    for label, t in tables.items():
+        if label == "near-zero (measured)" or t["diff_mean"].abs().max() > 0:
+            view[label] = [stats.format_ci(r.diff_mean, r.diff_lo, r.diff_hi, 2)
+                           for r in t.itertuples()]
+    s += ["Paired difference shortcut − plain (same seed) of the near-zero count, split by "
+          "cause (the predicted counts at a minimum; 'unexplained' = measured − predicted; "
+          "causes that are 0 in every pair left out):", "", _table(view), ""]
     return s
 
 

@@ -19,6 +19,7 @@ the paired t test detects with 80% power at its spread (statsmodels' TTestPower)
 from __future__ import annotations
 
 import functools
+import gc
 import numbers
 from collections.abc import Sequence
 
@@ -232,7 +233,13 @@ def holm(p) -> np.ndarray:
     out = np.full(p.shape, np.nan)
     ok = np.isfinite(p)
     if ok.any():
-        out[ok] = multipletests(p[ok], method="holm")[1]
+        # multipletests' Holm branch calls gc.collect(): 0.24 s a call with a 24,576-run table
+        # in memory. Frozen objects are not scanned, so the collection costs nothing.
+        gc.freeze()
+        try:
+            out[ok] = multipletests(p[ok], method="holm")[1]
+        finally:
+            gc.unfreeze()
     return out
 
 
