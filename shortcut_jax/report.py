@@ -15,6 +15,7 @@ import dataclasses
 import io
 import itertools
 import json
+import warnings
 from pathlib import Path
 
 import jax
@@ -237,6 +238,14 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
         if len(hess):
             tables["hessian"] = hess
             s += _hessian_section(hess, where, confidence)
+    if "bce" in set(df["loss_fn"].astype(str)) and (df["variant"] == "shortcut").any():
+        bound = linear_bound_table(data, runs)
+        if bound is not None and len(bound):
+            tables["linear_bound"] = bound
+            s += _linear_bound_section(bound, where)
+        elif bound is None:
+            s += ["## Shamir's bound", "", "Not checked: scikit-learn is not installed (the "
+                  "`dev` or `experiments` extra).", ""]
     if baselines:
         base = baseline_table(data)
         if len(base):
@@ -423,6 +432,80 @@ def _census_section(hess: pd.DataFrame, where: list[str], confidence: float) -> 
     s += ["Paired difference shortcut − plain (same seed) of the near-zero count, split by "
           "cause (the predicted counts at a minimum; 'unexplained' = measured − predicted; "
           "causes that are 0 in every pair left out):", "", _table(view), ""]
+    return s
+
+
+LINEAR_BOUND_RTOL = 1e-5
+"""A run is above the linear bound when its final train_loss exceeds logistic regression's by
+more than this relative margin (train_loss is float32)."""
+
+
+def linear_loss(X, Y) -> float | None:
+    """The training cross-entropy (mean, natural log) of unregularised logistic regression
+    fitted on (X, Y): the best linear predictor's (scikit-learn's LogisticRegression with
+    penalty=None, lbfgs to tol 1e-10); None without scikit-learn (an optional dependency: the
+    `dev` and `experiments` extras)."""
+    try:
+        from sklearn.linear_model import LogisticRegression
+    except ImportError:
+        return None
+    X, Y = np.asarray(X, np.float64), np.asarray(Y, np.float64)
+    model = LogisticRegression(penalty=None, tol=1e-10, max_iter=10_000)
+    with threadpoolctl.threadpool_limits(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # separable data: no finite optimum, loss -> 0
+        model.fit(X, Y)
+    z = X @ model.coef_[0] + model.intercept_[0]
+    return float(np.mean(Y * np.logaddexp(0, -z) + (1 - Y) * np.logaddexp(0, z)))
+
+
+def linear_bound_table(data: list, runs: pd.DataFrame) -> pd.DataFrame | None:
+    """Shamir (2018): with a skip connection from the input to the output and a loss convex in
+    the output's logit (the cross-entropy), no local minimum is worse than the best linear
+    predictor. Per shortcut run with loss_fn "bce" (final rows of `runs`): its final
+    train_loss, the linear bound on its training split (linear_loss), above (train_loss more
+    than LINEAR_BOUND_RTOL above it: not at a local minimum) and its final grad_norm. Empty
+    without such runs, None without scikit-learn; data as hessian_table's."""
+    final = stats.final(runs)
+    final = final[(final["variant"] == "shortcut") & (final["loss_fn"] == "bce")]
+    out = []
+    for spec, ds, name in data:
+        part = _rows_of(final, spec)
+        if part.empty:
+            continue
+        bound = linear_loss(ds.X_train, ds.Y_train)
+        if bound is None:
+            return None
+        above = part["train_loss"] > bound * (1 + LINEAR_BOUND_RTOL)
+        out.append(part[[*stats.RUN_KEYS, "train_loss", "grad_norm"]].assign(
+            data_set=name, linear_loss=bound, above=above.to_numpy()))
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
+def _linear_bound_section(table: pd.DataFrame, where: list[str]) -> list[str]:
+    s = ["## Shamir's bound: the shortcut network against the best linear predictor", "",
+         "Shamir (2018, \"Are ResNets provably better than linear predictors?\"): with the "
+         "shortcut from input to output and the cross-entropy, no local minimum has a higher "
+         "training loss than unregularised logistic regression on the same training split "
+         "(scikit-learn, penalty=None). A run above it (by more than "
+         f"{LINEAR_BOUND_RTOL:g} relative) has not reached a local minimum; its gradient norm "
+         "says how far it is.", ""]
+    rows = []
+    for name, g in table.groupby("data_set", sort=True):
+        rows.append({"data set": name, "logistic regression train loss":
+                     f"{g['linear_loss'].iloc[0]:.4g}", "shortcut runs (bce)": len(g),
+                     "above the bound": int(g["above"].sum()),
+                     "their train loss (max)": f"{g.loc[g['above'], 'train_loss'].max():.4g}"
+                     if g["above"].any() else "–"})
+    s += [_table(pd.DataFrame(rows)), ""]
+    above = table[table["above"]].sort_values("train_loss", ascending=False)
+    if len(above):
+        view = pd.DataFrame({
+            "run": [f"{_setting(r, [*where, 'lr'])} seed {r['seed']}"
+                    for _, r in above.head(20).iterrows()],
+            "train loss": [f"{v:.4g}" for v in above.head(20)["train_loss"]],
+            "linear bound": [f"{v:.4g}" for v in above.head(20)["linear_loss"]],
+            "gradient norm": [f"{v:.3g}" for v in above.head(20)["grad_norm"]]})
+        s += [f"Runs above the bound ({len(above)}, the 20 highest):", "", _table(view), ""]
     return s
 
 
