@@ -147,3 +147,15 @@ def test_zero_directions_at_a_minimum_are_the_census(shortcut, seed, census_coun
     # at the random starting point (the teacher) only the dead unit's and the shortcut's d
     start = random_point(UNITS, shortcut, seed=seed)
     assert dg.singularity_census(start, X)["any_total"] == 4 + (2 if shortcut else 0)
+
+
+def test_duplicated_units_at_a_minimum_add_d_plus_1():
+    # two copies of one unit (different W2 at the start) keep one pattern to the minimum
+    p, X, Y, grad = critical_point([DEAD, KINKED, KINKED, ([-0.8, 0.6], 0.2)], False, seed=3)
+    assert grad <= 1e-10
+    census = dg.singularity_census(p, X)
+    assert (census["n_dead"], census["n_silent"], census["n_duplicated"]) == (1, 0, 1)
+    assert census["crit_duplicated"] == 3  # (m - 1)(d + 1)
+    got, eig = null_dim(dg.hessian_by_hand(p, X, Y, "bce"), 1e-8)
+    assert eig.min() >= -1e-10 * np.abs(eig).max()
+    assert got == census["crit_total"] == 4 + 3 + 3  # dead, rescaling of 3 live units, duplicate
