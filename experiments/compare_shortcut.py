@@ -1,10 +1,10 @@
 """The headline experiment: does the shortcut help, and why? Plain vs shortcut, paired by seed.
 
-    python experiments/compare_shortcut.py            # ~23 s on 2 CPU cores (~14 s cached)
+    python experiments/compare_shortcut.py            # ~42 s, 16 CPU-s (2 shared cores, cached)
     python experiments/compare_shortcut.py --smoke    # seconds (what the test runs)
 
 The same as `shortcut-jax compare`. Default: linear_xor and moons (synthetic, 2-D) and breast
-cancer (569 x 30, bundled with scikit-learn), widths 2 8 32, learning rates 0.3 1.0, 8 seeds,
+cancer (569 x 30, bundled with scikit-learn), widths 2 8 32, learning rates 0.3 1.0, 32 seeds,
 1000 full-batch SGD steps on the problem's squared loss. Writes to runs/compare-<date-time>/
 (or --out): the sweep's files, report.md, summary.csv, paired.csv, hessian.csv and figures/.
 Rerunning with the same --out resumes. Your own data: --data FILE.csv --target COLUMN.

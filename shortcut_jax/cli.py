@@ -20,7 +20,7 @@ from typing import Any
 SWEEP_SMOKE = dict(widths=[4, 8], lrs=[0.5], seeds=2, steps=20, eval_every=10, n_train=[64],
                    n_test=64)
 COMPARE_DEFAULTS = dict(datasets=["linear_xor", "moons", "breast_cancer"], widths=[2, 8, 32],
-                        lrs=[0.3, 1.0], seeds=8, steps=1000, eval_every=50)
+                        lrs=[0.3, 1.0], seeds=32, steps=1000, eval_every=50)
 COMPARE_SMOKE = dict(datasets=["linear_xor", "breast_cancer"], widths=[3], lrs=[1.0], seeds=3,
                      steps=40, eval_every=20, n_train=[64], n_test=64)
 SWEEP_DEFAULTS = dict(datasets=["moons"], widths=[4, 16, 64], lrs=[0.1, 0.5], seeds=16,

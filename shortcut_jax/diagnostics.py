@@ -185,3 +185,124 @@ def hessian_spectrum(objective, params: Params, X: jax.Array, Y: jax.Array,
     negative (spectrum_fractions)."""
     eig = jnp.linalg.eigvalsh(hessian_matrix(objective, params, X, Y))
     return {"eigenvalues": eig, **spectrum_fractions(eig, tol)}
+
+
+CAUSES = ("dead", "silent", "rescaling", "always_active", "duplicated", "thin", "collinear",
+          "rows")
+"""The causes of flat Hessian directions that `singularity_census` counts (see there)."""
+SILENT = 1e-8
+"""A live unit is silent when |W2_k| <= SILENT max_j |W2_j| (its output weight is 0)."""
+
+
+def singularity_census(params: Params, X) -> dict[str, np.ndarray]:
+    """Per run (params may carry a leading axis of R runs), the units that make J's Hessian
+    singular at these parameters on the training inputs X (n, d), and the number of zero
+    Hessian directions each cause predicts, at a critical point (`crit_<cause>`) and at any
+    point (`any_<cause>`); `crit_total`, `any_total` their sums. NumPy float64.
+
+    A unit is *active* on a row when z1 > 0 (ReLU' = 0 at 0, as jax.grad and hessian_by_hand);
+    patterns are compared exactly (no tolerance: the Hessian depends on a unit only through its
+    pattern 1{z1 > 0} and its weights). Census: *dead* (active on no row), *live* (not dead),
+    *silent* (live with W2_k = 0: |W2_k| <= SILENT max |W2|), *always active* (not silent,
+    active on every row), *duplicated* (a unit, neither dead, silent nor always active, whose
+    pattern equals an earlier such unit's: sum over groups of m - 1), *thin* (a pattern p of
+    such units whose rows' [x, 1] have rank r_p < d + 1).
+
+    Derivation. J = 1/n sum_i l(z2_i); g_i = dz2_i/dtheta (hessian_by_hand's (h.2)) are the
+    rows of G (n, P); H = 1/n G^T diag(l'') G + C, C = 1/n sum_i l'_i d2z2_i/dtheta2, whose
+    only non-zero blocks are (W2_k, W1_k) = r_k = 1/n sum_i l'_i 1{z1_ik > 0} x_i and
+    (W2_k, b1_k) = s_k = 1/n sum_i l'_i 1{z1_ik > 0}. The columns of G for unit k are
+    W2_k p_k * [x, 1] (W1_k, b1_k) and a1_k = p_k * (W1_k x + b1_k), a combination of those;
+    b2's is 1 and W's x. So, with the units' W2_k != 0 and the patterns' columns independent
+    across patterns (data in general position, enough rows), rank G = sum over distinct
+    patterns p of units neither dead nor always active of r_p, plus r_lin = rank [X, 1] = r_X
+    for the linear part (always-active units, b2, W) if there is a shortcut or an
+    always-active unit, else 1 (b2 alone).
+
+    At a critical point (grad J = 0, so W2_k r_k = W2_k s_k = 0, so C = 0 where W2_k != 0;
+    for silent units a minimum) and
+    l'' != 0 on every row (always for the cross-entropy, l'' = y_hat (1 - y_hat)), null H =
+    null G, P - rank G directions:
+      dead         d + 2 per dead unit: its W1 row, b1, W2 columns are 0;
+      silent       d + 1 per silent unit at a minimum: its W1 row's and b1's columns of G are 0,
+                   and C's block (W2_k, (W1_k, b1_k)) = (r_k, s_k) must be 0 there too, else
+                   [[0, c], [c^T, a]] is indefinite (a saddle); d at any point (v . (r_k, s_k)
+                   = 0); its a1_k column counts 1 in rank_sum;
+      rescaling    1 per live unit not silent: (W1_k, b1_k, -W2_k), the symmetry c W1_k,
+                   c b1_k, W2_k / c;
+      duplicated   (m - 1)(d + 1) per group of m units with one pattern: their m (d + 1)
+                   columns W2_k p * [x, 1] span d + 1;
+      thin         d + 1 - r_p per such pattern (r_p < d + 1: active on few rows);
+      always_active with A >= 1 always-active units, their columns W2_k [x, 1] and b2's [+ W's]
+                   span r_X: with the shortcut A (d + 1) (b1_k trades with b2, W1_k with W),
+                   without it A (d + 1) - d (b1_k with b2; W1_k with another unit's only);
+      collinear    d + 1 - r_X where the linear part spans [X, 1] (shortcut or A >= 1);
+      rows         max(0, rank_sum - n_distinct): G has at most as many independent rows as
+                   X has distinct rows.
+    At any point C != 0 in general and a direction v is exactly flat when G v = 0 and C v = 0
+    (generically nothing else): C v = 0 forces v_W2k = 0 for every live unit (C's W1_k block is
+    r_k v_W2k), so no rescaling, and (r_k, s_k) . (v_W1k, v_b1k) = 0 for each live unit, one
+    constraint per unit, implied for a lone unit of a pattern (r_k, s_k is in the row space of
+    its rows' [x, 1]). Hence: dead d + 2; duplicated (m - 1) d per group; thin as above;
+    always_active with the shortcut A d, without it (A - 1) d; collinear as above; no rescaling
+    and no rows term. E.g. d = 2, one dead and one always-active unit: 4 exact zeros without
+    the shortcut, 6 with it. Not counted: a live unit with W2_k = 0, patterns that are sums of
+    others (e.g. two complementary units), l'' = 0 rows (mse), which add directions: the
+    measured count minus the prediction is the unexplained part. Tested against the null space
+    of the float64 Hessian on constructed networks.
+    """
+    W1 = np.asarray(params.W1, np.float64)
+    b1 = np.asarray(params.b1, np.float64)
+    single = W1.ndim == 2
+    if single:
+        W1, b1 = W1[None], b1[None]
+    X = np.asarray(X, np.float64)
+    R, h, d = W1.shape
+    if X.ndim != 2 or X.shape[1] != d:
+        raise ValueError(f"X: expected shape (n, {d}) to match params.W1, got {list(X.shape)}")
+    shortcut = params.W is not None
+    Xa = np.concatenate([X, np.ones((len(X), 1))], axis=1)             # [x, 1]
+    r_X = np.linalg.matrix_rank(Xa)
+    n_distinct = len(np.unique(X, axis=0))
+    on = np.einsum("nd,rhd->rhn", X, W1) + b1[:, :, None] > 0          # (R, h, n) patterns
+    count = on.sum(axis=2)
+    W2 = np.abs(np.asarray(params.W2, np.float64).reshape(R, h))
+    dead = count == 0
+    silent = ~dead & (W2 <= SILENT * W2.max(axis=1, keepdims=True))
+    always = (count == len(X)) & ~silent
+    kinked = ~dead & ~always & ~silent
+    # rank of each pattern's rows [x, 1]: of the Gram matrix Xa^T diag(p) Xa, batched
+    gram = np.einsum("rhn,ni,nj->rhij", on.astype(np.float64), Xa, Xa)
+    rank = np.linalg.matrix_rank(gram, hermitian=True)                  # (R, h)
+    out = {k: np.zeros(R, np.int64) for k in ("n_dead", "n_always_active", "n_live",
+                                              "n_duplicated", "rank_sum")}
+    thin = np.zeros(R, np.int64)
+    for r in range(R):
+        units = np.flatnonzero(kinked[r])
+        first = {}
+        for k in units:
+            first.setdefault(on[r, k].tobytes(), k)
+        distinct = np.fromiter(first.values(), np.int64, len(first))
+        out["n_duplicated"][r] = len(units) - len(distinct)
+        thin[r] = int(np.sum(d + 1 - rank[r, distinct]))
+        out["rank_sum"][r] = int(np.sum(rank[r, distinct]))
+    A, quiet = always.sum(axis=1), silent.sum(axis=1)
+    out["n_dead"], out["n_always_active"], out["n_live"] = dead.sum(1), A, h - dead.sum(1)
+    out["n_silent"] = quiet
+    linear = (A > 0) | shortcut
+    out["rank_sum"] += np.where(linear, r_X, 1) + quiet
+    dup = out["n_duplicated"]
+    out.update(
+        crit_dead=(d + 2) * out["n_dead"], any_dead=(d + 2) * out["n_dead"],
+        crit_silent=(d + 1) * quiet, any_silent=d * quiet,
+        crit_rescaling=out["n_live"] - quiet, any_rescaling=np.zeros(R, np.int64),
+        crit_always_active=A * (d + 1) if shortcut else np.where(A > 0, A * (d + 1) - d, 0),
+        any_always_active=A * d if shortcut else np.where(A > 0, (A - 1) * d, 0),
+        crit_duplicated=dup * (d + 1), any_duplicated=dup * d,
+        crit_thin=thin, any_thin=thin,
+        crit_collinear=np.where(linear, d + 1 - r_X, 0),
+        any_collinear=np.where(linear, d + 1 - r_X, 0),
+        crit_rows=np.maximum(0, out["rank_sum"] - n_distinct), any_rows=np.zeros(R, np.int64))
+    out["crit_total"] = sum(out[f"crit_{c}"] for c in CAUSES)
+    out["any_total"] = sum(out[f"any_{c}"] for c in CAUSES)
+    return {k: v[0] for k, v in out.items()} if single else out

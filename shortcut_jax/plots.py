@@ -129,6 +129,9 @@ def _lines(ax, runs: pd.DataFrame, metric: str, confidence: float) -> None:
                       for c in curve["count"]])
         half = q * curve["std"].to_numpy() / np.sqrt(curve["count"].to_numpy())
         lo, hi = mean - half, mean + half
+        bounds = stats.bounds(metric)  # where the mean lies, as the tables' (stats.t_interval)
+        if bounds is not None:
+            lo, hi = np.clip(lo, *bounds), np.clip(hi, *bounds)
         n = int(stats.final(g)[metric].notna().sum())
         ax.plot(steps, mean, color=COLORS.get(variant, "C2"),
                 linestyle=STYLES.get(None if pd.isna(init) else init, ":"),
@@ -264,7 +267,8 @@ def paired_vs_axis(df: pd.DataFrame, axis: str, metrics: Sequence[str] = ("test_
 def paired_heatmap(df: pd.DataFrame, metric: str = "test_acc", x: str = "width", y: str = "lr",
                    *, select_by: str = "val_acc", confidence: float = 0.95) -> Figure:
     """Mean paired difference shortcut - plain of final `metric` over a y x x grid of two axes
-    ("where the shortcut helps"); * marks cells whose interval excludes 0. The colormap is
+    ("where the shortcut helps"); * marks cells with a verdict (stats.significance: the
+    interval excludes 0 and the Holm-adjusted p over the cells is below the level). The colormap is
     centred at 0 and blue where the shortcut is better."""
     _check(df, metric, x, y)
     table = stats.paired_selected(df, metric, [y, x], select_by, confidence).dropna(
@@ -274,7 +278,7 @@ def paired_heatmap(df: pd.DataFrame, metric: str = "test_acc", x: str = "width",
     star = np.zeros(grid.shape, bool)
     for _, r in table.iterrows():
         i, j = ys.index(r[y]), xs.index(r[x])
-        grid[i, j], star[i, j] = r["diff_mean"], stats.significance(r) != 0
+        grid[i, j], star[i, j] = r["diff_mean"], stats.significance(r, 1 - confidence) != 0
     fig = Figure(figsize=(max(5.0, 2.2 + 0.9 * len(xs)), 1.8 + 0.5 * len(ys)), dpi=100,
                  layout="tight")
     ax = fig.subplots()
@@ -294,7 +298,8 @@ def paired_heatmap(df: pd.DataFrame, metric: str = "test_acc", x: str = "width",
     fig.colorbar(image, ax=ax, label=f"shortcut − plain, final {metric}")
     lr = "" if "lr" in (x, y) else f"; lr chosen on {select_by}"
     ax.set_title(_wrap(f"shortcut − plain, final {metric}\n* = {confidence:.0%} interval "
-                       f"excludes 0{lr}", fig.get_figwidth() - 1.2, "small"), fontsize="small")
+                       f"excludes 0 and Holm-adjusted Wilcoxon p < {1 - confidence:g}{lr}",
+                       fig.get_figwidth() - 1.2, "small"), fontsize="small")
     return fig
 
 

@@ -15,6 +15,7 @@ import dataclasses
 import io
 import itertools
 import json
+import warnings
 from pathlib import Path
 
 import jax
@@ -31,6 +32,11 @@ AXES = ("width", "n_train", "d", "noise", "linear_weight", "teacher_width", "tea
         "batch_size", "shortcut_init", "optimizer", "loss_fn")
 """Grid axes an ablation may vary (besides dataset, seed and lr)."""
 HESSIAN_MAX_PARAMS = 600
+HESSIAN_MAX_SEEDS = 256
+"""The Hessian section takes at most this many seeds per configuration (the smallest)."""
+CENSUS = ("n_dead", "n_silent", "n_always_active", "n_duplicated", "crit_total", "any_total",
+          *(f"crit_{c}" for c in diagnostics.CAUSES))
+"""The census columns (diagnostics.singularity_census) of the Hessian table."""
 HESSIAN_CHUNK = 2**22
 """Floats of dz2/dtheta (runs x n x P) the report's Hessians hold at once (32 MB)."""
 MAX_HEATMAPS = 6
@@ -86,9 +92,10 @@ def _setting(row, axes: list[str]) -> str:
     return " ".join(parts)
 
 
-def verdict(table: pd.DataFrame, metric: str, where: list[str]) -> str:
-    """One sentence per paired table, generated from its intervals."""
-    sig = table.apply(stats.significance, axis=1)
+def verdict(table: pd.DataFrame, metric: str, where: list[str], level: float = 0.05) -> str:
+    """One sentence per paired table, from its intervals and Holm-adjusted p values
+    (stats.significance)."""
+    sig = table.apply(stats.significance, axis=1, level=level)
     good = sig if stats.higher_is_better(metric) else -sig
     better, worse = table[good > 0], table[good < 0]
     text = (f"the shortcut is significantly better in {len(better)} of {len(table)} "
@@ -99,8 +106,9 @@ def verdict(table: pd.DataFrame, metric: str, where: list[str]) -> str:
             top = part.reindex(part["diff_mean"].abs().sort_values(ascending=False).index)[:3]
             text += f"; {name} at " + ", ".join(
                 f"{_setting(r, where)} ({r['diff_mean']:+.4f} [{r['diff_lo']:+.4f}, "
-                f"{r['diff_hi']:+.4f}])" for _, r in top.iterrows())
-    return text + "."
+                f"{r['diff_hi']:+.4f}], Holm p {r['p_wilcoxon_holm']:.3g})"
+                for _, r in top.iterrows())
+    return text + f" (Holm over the {int(table['n_tests'].max()) if len(table) else 0} tested)."
 
 
 def _paired_rows(table: pd.DataFrame, axes: list[str], digits: int = 4) -> pd.DataFrame:
@@ -109,6 +117,11 @@ def _paired_rows(table: pd.DataFrame, axes: list[str], digits: int = 4) -> pd.Da
                                   for r in table.itertuples()]
     out["p (t test)"] = ["–" if np.isnan(p) else f"{p:.3g}" for p in table["p_ttest"]]
     out["p (Wilcoxon)"] = ["–" if np.isnan(p) else f"{p:.3g}" for p in table["p_wilcoxon"]]
+    out["Holm p (t)"] = ["–" if np.isnan(p) else f"{p:.3g}" for p in table["p_ttest_holm"]]
+    out["Holm p (Wilcoxon)"] = ["–" if np.isnan(p) else f"{p:.3g}"
+                                for p in table["p_wilcoxon_holm"]]
+    out["detectable (80% power)"] = ["–" if np.isnan(x) else f"{x:.{digits}f}"
+                                     for x in table["detectable"]]
     out["shortcut win rate"] = [f"{w:.2f}" for w in table["win_rate"]]
     out["pairs"] = table["n_used"].to_numpy()
     return out
@@ -201,6 +214,22 @@ def _untrained_section(bad: pd.DataFrame, n_configs: int, where: list[str],
             "better.", "", _table(view), ""]
 
 
+def _with_matched(table: pd.DataFrame, matched: pd.DataFrame, axes: list[str],
+                  digits: int = 4) -> pd.DataFrame:
+    """_paired_rows(table) with the same configurations' paired difference at the plain
+    network's lr (stats.paired_at_plain_lr) beside each row."""
+    keys = [c for c in matched.columns if c in table.columns and c in stats.CONFIG_KEYS
+            and c != "lr"]
+    both = table[keys].merge(matched, on=keys, how="left")
+    out = _paired_rows(table, axes, digits)
+    out["plain's lr"] = [f"{v:g}" for v in both["lr"]]
+    out["difference at plain's lr [CI]"] = [
+        stats.format_ci(r.diff_mean, r.diff_lo, r.diff_hi, digits) for r in both.itertuples()]
+    out["Holm p (Wilcoxon), plain's lr"] = ["–" if np.isnan(p) else f"{p:.3g}"
+                                            for p in both["p_wilcoxon_holm"]]
+    return out
+
+
 def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True,
           baselines: bool = False, confidence: float = 0.95) -> Report:
     """The report of a finished sweep folder (a ValueError names what is missing)."""
@@ -228,6 +257,9 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
         tables[name]["did_not_train"] = _untrained_column(tables[name], bad)
     if len(bad):
         tables["untrained"] = bad
+    matched_pairs = {m: stats.paired_at_plain_lr(runs, m, "val_acc", confidence=confidence)
+                     for m in compared}
+    tables["paired_plain_lr"] = pd.concat(matched_pairs.values(), ignore_index=True)
 
     grid = config["grid"]
     s = ["# Plain vs shortcut: does the shortcut connection help?", ""]
@@ -245,7 +277,10 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
           "errors and steps are bounded below at 0; the win rate is the share "
           "of seeds where the shortcut is better (lower for losses, errors and eigenvalue "
           "fractions; ties count ½). Where a table or figure leaves an axis out, a seed's pairs "
-          "at its values are averaged first.", ""]
+          "at its values are averaged first.",
+          "Holm-adjusted p values are adjusted over the rows of their table (one family per "
+          "table and metric: the configurations it compares). "
+          + stats.VERDICT_RULE.format(conf=confidence, level=1 - confidence), ""]
     for record in config.get("data", []):
         if "path" in record:
             s += [f"- {record['path']}: {record['n_train']} train / {record['n_val']} validation "
@@ -272,10 +307,15 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
     if sel["did_not_train"].astype(bool).any():
         s += [f"{UNTRAINED}: did not train (see Runs that did not train).", ""]
 
-    s += ["## Paired differences, shortcut − plain (same seed, each at its chosen lr)", ""]
+    s += ["## Paired differences, shortcut − plain (same seed, each at its chosen lr)", "",
+          "Beside each, both variants at the plain network's chosen lr, so that the "
+          "architecture's effect is not mixed with a different learning rate (every lr of the "
+          "grid: the appendix).", ""]
     for m, table in selected_pairs.items():
-        s += [f"### {m}", "", _paired_rows(table, where).pipe(_table), "",
-              f"Reading: {verdict(table, m, where)}", ""]
+        s += [f"### {m}", "", _with_matched(table, matched_pairs[m], where).pipe(_table), "",
+              f"Reading: {verdict(table, m, where, 1 - confidence)}",
+              f"At the plain network's lr: {verdict(matched_pairs[m], m, where, 1 - confidence)}",
+              ""]
 
     figures = {}
     if len(axes):
@@ -287,7 +327,8 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
                    for m in ("test_acc", "test_loss")}
         figures[name] = plots.paired_vs_axis(df, axis, hue=hue, confidence=confidence,
                                              tables=by_axis)
-        s += [f"- {axis}, {m}: {verdict(t, m, [axis, hue])}" for m, t in by_axis.items()]
+        s += [f"- {axis}, {m}: {verdict(t, m, [axis, hue], 1 - confidence)}"
+              for m, t in by_axis.items()]
         s += ["", f"![{name}](figures/{name}.png)", ""]
     for x, y in list(itertools.combinations(axes, 2))[:MAX_HEATMAPS]:
         name = f"heatmap_{y}_{x}"
@@ -298,13 +339,22 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
         s += ["## The teacher: generalisation error", "",
               "test_gen_err = mean over test inputs of ½ (ŷ − p_teacher)², the student's "
               "distance from the teacher's noiseless output.", "",
-              f"Reading: {verdict(selected_pairs['test_gen_err'], 'test_gen_err', where)}", ""]
+              "Reading: " + verdict(selected_pairs["test_gen_err"], "test_gen_err", where,
+                                    1 - confidence), ""]
 
     if hessians:
         hess = hessian_table(folder, data, chosen)
         if len(hess):
             tables["hessian"] = hess
             s += _hessian_section(hess, where, confidence)
+    if "bce" in set(df["loss_fn"].astype(str)) and (df["variant"] == "shortcut").any():
+        bound = linear_bound_table(data, runs)
+        if bound is not None and len(bound):
+            tables["linear_bound"] = bound
+            s += _linear_bound_section(bound, where)
+        elif bound is None:
+            s += ["## Shamir's bound", "", "Not checked: scikit-learn is not installed (the "
+                  "`dev` or `experiments` extra).", ""]
     if baselines:
         base = baseline_table(data)
         if len(base):
@@ -312,6 +362,14 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
             s += ["## Baselines on the same splits (scikit-learn)", "", _table(base.round(3)), "",
                   "Reading: a linear model is what the shortcut alone is; the kit's accuracies "
                   "far below logistic regression would point to a training problem.", ""]
+
+    s += ["## Appendix: paired differences at each learning rate of the grid", "",
+          "Shortcut − plain with both variants at the same lr, every lr (Holm over each "
+          "table's rows).", ""]
+    for m in compared:
+        table = tables["paired"][tables["paired"]["metric"] == m].reset_index(drop=True)
+        s += [f"### {m}", "", _paired_rows(table, [*where, "lr"]).pipe(_table), "",
+              f"Reading: {verdict(table, m, [*where, 'lr'], 1 - confidence)}", ""]
 
     first = str(df["dataset"].iloc[0])
     figures["acc_vs_width"] = plots.metric_vs_width(df, "test_acc", confidence=confidence)
@@ -359,11 +417,14 @@ def _rows_of(runs: pd.DataFrame, spec: dict) -> pd.DataFrame:
 
 def hessian_table(folder: Path, data: list, chosen: pd.DataFrame) -> pd.DataFrame:
     """Exact float64 Hessian spectra of J at the final parameters of the chosen runs (models up
-    to HESSIAN_MAX_PARAMS parameters): hess_zero_frac, hess_neg_frac per run, from the
-    hand-written Hessian (diagnostics.hessian_by_hand: NumPy, nothing compiles). data:
-    _datasets(folder, config)."""
+    to HESSIAN_MAX_PARAMS parameters, the first HESSIAN_MAX_SEEDS seeds): hess_zero_frac,
+    hess_neg_frac, hess_zero (the near-zero count) per run, from the hand-written Hessian
+    (diagnostics.hessian_by_hand: NumPy, nothing compiles), and the singularity census on the
+    training inputs (CENSUS columns). data: _datasets(folder, config)."""
     from shortcut_jax.model import num_params
 
+    seeds = np.sort(chosen["seed"].unique())[:HESSIAN_MAX_SEEDS]
+    chosen = chosen[chosen["seed"].isin(seeds)]
     out = []
     for spec, ds, _ in data:
         X, Y = ds.X_train, ds.Y_train
@@ -379,6 +440,7 @@ def hessian_table(folder: Path, data: list, chosen: pd.DataFrame) -> pd.DataFram
             finite = np.logical_and.reduce([np.isfinite(a).reshape(len(part), -1).all(1)
                                             for a in params if a is not None])
             fractions = np.full((len(part), 2), np.nan)
+            census = {c: np.full(len(part), np.nan) for c in CENSUS}
             rows = np.flatnonzero(finite)
             step = max(1, HESSIAN_CHUNK // (len(X) * P))  # runs per call: G is (runs, n, P)
             for i in range(0, len(rows), step):
@@ -392,8 +454,13 @@ def hessian_table(folder: Path, data: list, chosen: pd.DataFrame) -> pd.DataFram
                 spectra = diagnostics.spectrum_fractions(eig, xp=np)
                 fractions[take] = np.stack(
                     [spectra["hess_zero_frac"], spectra["hess_neg_frac"]], 1)
+                found = diagnostics.singularity_census(
+                    jax.tree.map(lambda a, t=take: a[t], params), X)
+                for c in CENSUS:
+                    census[c][take] = found[c]
             out.append(part[[*stats.RUN_KEYS, "step"]].assign(
-                n_params=P, hess_zero_frac=fractions[:, 0], hess_neg_frac=fractions[:, 1]))
+                n_params=P, hess_zero_frac=fractions[:, 0], hess_neg_frac=fractions[:, 1],
+                hess_zero=np.round(fractions[:, 0] * P), **census))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
@@ -414,16 +481,140 @@ def _hessian_section(hess: pd.DataFrame, where: list[str], confidence: float) ->
     s += [_table(view), ""]
     for m, label in (("hess_zero_frac", "near-zero"), ("hess_neg_frac", "negative")):
         table = stats.paired(hess, m, confidence=confidence, ignore=("lr",), higher=False)
-        sig = table.apply(stats.significance, axis=1)
+        sig = table.apply(stats.significance, axis=1, level=1 - confidence)
         s += [f"### {label} eigenvalues, shortcut − plain (same seed)", "",
               _table(_paired_rows(table, where)), "",
               f"Reading: the shortcut network has significantly fewer {label} eigenvalues in "
               f"{int((sig < 0).sum())} of {len(table)} configurations, significantly more in "
               f"{int((sig > 0).sum())}, and no significant difference in "
-              f"{int((sig == 0).sum())}.", ""]
+              f"{int((sig == 0).sum())} (Holm over the {int(table['n_tests'].max())} tested).",
+              ""]
+    s += _census_section(hess, where, confidence)
     s += ["Orhan & Pitkow (2018) report that skip connections remove the degenerate (near-zero) "
           "directions that dead and overlapping units create in deep networks; the paired "
           "intervals above say where that holds for this two-layer network.", ""]
+    return s
+
+
+def _census_section(hess: pd.DataFrame, where: list[str], confidence: float) -> list[str]:
+    """The measured near-zero count beside the census' predictions, and its paired difference
+    split by cause (diagnostics.singularity_census)."""
+    keys = [c for c in stats.CONFIG_KEYS if c != "lr"]
+    ok = hess.dropna(subset=["hess_zero"])
+    if ok.empty:
+        return []
+    ok = ok.assign(hess_unexplained=ok["hess_zero"] - ok["crit_total"])
+    rows = []
+    for key, g in ok.groupby(keys, observed=True, dropna=False, sort=True):
+        r = dict(zip(keys, key))
+        rows.append({"setting": _setting(r, where), "variant": r["variant"], "runs": len(g),
+                     "P": int(g["n_params"].iloc[0]),
+                     "near-zero (measured)": f"{g['hess_zero'].mean():.2f}",
+                     "predicted at a minimum": f"{g['crit_total'].mean():.2f}",
+                     "exact at any point": f"{g['any_total'].mean():.2f}",
+                     "runs measured = predicted":
+                         f"{(g['hess_zero'] == g['crit_total']).mean():.0%}",
+                     "dead": f"{g['n_dead'].mean():.2f}", "silent": f"{g['n_silent'].mean():.2f}",
+                     "always active": f"{g['n_always_active'].mean():.2f}",
+                     "duplicated": f"{g['n_duplicated'].mean():.2f}"})
+    s = ["### Where the near-zero directions come from: a census of the units", "",
+         "Per run at its final parameters (diagnostics.singularity_census, on the training "
+         "inputs): dead units (active on no row: d + 2 zero directions each at any point), "
+         "silent ones (output weight 0), units active on every row (with the shortcut their "
+         "W1 row and b1 trade with W and b2: d + 1 directions at a minimum, d at any point; "
+         "without it d fewer), units duplicating another's activation pattern (exactly, no "
+         "tolerance) and the rescaling symmetry of each live unit (1 at a minimum, none "
+         "elsewhere). Means over runs of the counts; the prediction assumes a minimum, which "
+         "training reaches only approximately, so a rescaling direction counts as near-zero "
+         "only where the gradient is small enough.", "", _table(pd.DataFrame(rows)), ""]
+    causes = [("near-zero (measured)", "hess_zero"),
+              *((c.replace("_", " "), f"crit_{c}") for c in diagnostics.CAUSES),
+              ("unexplained", "hess_unexplained")]
+    tables = {label: stats.paired(ok, col, confidence=confidence, ignore=("lr",), higher=False)
+              for label, col in causes}
+    first = tables["near-zero (measured)"]
+    view = pd.DataFrame({"setting": [_setting(r, where) for _, r in first.iterrows()]})
+    for label, t in tables.items():
+        if label == "near-zero (measured)" or t["diff_mean"].abs().max() > 0:
+            view[label] = [stats.format_ci(r.diff_mean, r.diff_lo, r.diff_hi, 2)
+                           for r in t.itertuples()]
+    s += ["Paired difference shortcut − plain (same seed) of the near-zero count, split by "
+          "cause (the predicted counts at a minimum; 'unexplained' = measured − predicted; "
+          "causes that are 0 in every pair left out):", "", _table(view), ""]
+    return s
+
+
+LINEAR_BOUND_RTOL = 1e-5
+"""A run is above the linear bound when its final train_loss exceeds logistic regression's by
+more than this relative margin (train_loss is float32)."""
+
+
+def linear_loss(X, Y) -> float | None:
+    """The training cross-entropy (mean, natural log) of unregularised logistic regression
+    fitted on (X, Y): the best linear predictor's (scikit-learn's LogisticRegression with
+    penalty=None, lbfgs to tol 1e-10); None without scikit-learn (an optional dependency: the
+    `dev` and `experiments` extras)."""
+    try:
+        from sklearn.linear_model import LogisticRegression
+    except ImportError:
+        return None
+    X, Y = np.asarray(X, np.float64), np.asarray(Y, np.float64)
+    model = LogisticRegression(penalty=None, tol=1e-10, max_iter=10_000)
+    with threadpoolctl.threadpool_limits(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # separable data: no finite optimum, loss -> 0
+        model.fit(X, Y)
+    z = X @ model.coef_[0] + model.intercept_[0]
+    return float(np.mean(Y * np.logaddexp(0, -z) + (1 - Y) * np.logaddexp(0, z)))
+
+
+def linear_bound_table(data: list, runs: pd.DataFrame) -> pd.DataFrame | None:
+    """Shamir (2018): with a skip connection from the input to the output and a loss convex in
+    the output's logit (the cross-entropy), no local minimum is worse than the best linear
+    predictor. Per shortcut run with loss_fn "bce" (final rows of `runs`): its final
+    train_loss, the linear bound on its training split (linear_loss), above (train_loss more
+    than LINEAR_BOUND_RTOL above it: not at a local minimum) and its final grad_norm. Empty
+    without such runs, None without scikit-learn; data as hessian_table's."""
+    final = stats.final(runs)
+    final = final[(final["variant"] == "shortcut") & (final["loss_fn"] == "bce")]
+    out = []
+    for spec, ds, name in data:
+        part = _rows_of(final, spec)
+        if part.empty:
+            continue
+        bound = linear_loss(ds.X_train, ds.Y_train)
+        if bound is None:
+            return None
+        above = part["train_loss"] > bound * (1 + LINEAR_BOUND_RTOL)
+        out.append(part[[*stats.RUN_KEYS, "train_loss", "grad_norm"]].assign(
+            data_set=name, linear_loss=bound, above=above.to_numpy()))
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
+def _linear_bound_section(table: pd.DataFrame, where: list[str]) -> list[str]:
+    s = ["## Shamir's bound: the shortcut network against the best linear predictor", "",
+         "Shamir (2018, \"Are ResNets provably better than linear predictors?\"): with the "
+         "shortcut from input to output and the cross-entropy, no local minimum has a higher "
+         "training loss than unregularised logistic regression on the same training split "
+         "(scikit-learn, penalty=None). A run above it (by more than "
+         f"{LINEAR_BOUND_RTOL:g} relative) has not reached a local minimum; its gradient norm "
+         "says how far it is.", ""]
+    rows = []
+    for name, g in table.groupby("data_set", sort=True):
+        rows.append({"data set": name, "logistic regression train loss":
+                     f"{g['linear_loss'].iloc[0]:.4g}", "shortcut runs (bce)": len(g),
+                     "above the bound": int(g["above"].sum()),
+                     "their train loss (max)": f"{g.loc[g['above'], 'train_loss'].max():.4g}"
+                     if g["above"].any() else "–"})
+    s += [_table(pd.DataFrame(rows)), ""]
+    above = table[table["above"]].sort_values("train_loss", ascending=False)
+    if len(above):
+        view = pd.DataFrame({
+            "run": [f"{_setting(r, [*where, 'lr'])} seed {r['seed']}"
+                    for _, r in above.head(20).iterrows()],
+            "train loss": [f"{v:.4g}" for v in above.head(20)["train_loss"]],
+            "linear bound": [f"{v:.4g}" for v in above.head(20)["linear_loss"]],
+            "gradient norm": [f"{v:.3g}" for v in above.head(20)["grad_norm"]]})
+        s += [f"Runs above the bound ({len(above)}, the 20 highest):", "", _table(view), ""]
     return s
 
 

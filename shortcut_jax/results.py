@@ -651,13 +651,16 @@ def load(folder: str | Path):
     dtypes = {**dict.fromkeys(CATEGORICAL, "category"), **dict.fromkeys(INTEGER, "int64"),
               **dict.fromkeys(NULLABLE_INTEGER, "Int64"), **dict.fromkeys(FLOAT, "float64")}
     with _unreadable(f.results_csv):
-        df = pd.read_csv(f.results_csv, dtype=dtypes, keep_default_na=False,
-                         na_values={c: [""] for c in (*NULLABLE_INTEGER, *FLOAT,
-                                                      "shortcut_init")})
+        # every column typed (a metric empty for one variant, e.g. grad_norm_W, is no mixed column)
+        metrics = [c for c in pd.read_csv(f.results_csv, nrows=0).columns
+                   if c not in ID_COLUMNS]
+        df = pd.read_csv(f.results_csv, dtype={**dtypes, **dict.fromkeys(metrics, "float64")},
+                         keep_default_na=False,
+                         na_values={**{c: [""] for c in (*NULLABLE_INTEGER, *FLOAT,
+                                                         "shortcut_init")},
+                                    **{c: ["", "nan", "NaN", "-nan"] for c in metrics}})
         if list(df.columns[:len(ID_COLUMNS)]) != list(ID_COLUMNS):
             raise ValueError(f"expected the columns {list(ID_COLUMNS)} first")
-    metrics = [c for c in df.columns if c not in ID_COLUMNS]
-    df[metrics] = df[metrics].apply(pd.to_numeric, errors="coerce").astype("float64")
     df["shortcut_init"] = df["shortcut_init"].cat.remove_categories(
         [c for c in df["shortcut_init"].cat.categories if c == ""])
     sizes = sorted(df["batch_size"].cat.categories, key=lambda b: (b == "full", int(b)

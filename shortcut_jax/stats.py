@@ -8,11 +8,19 @@ there, so the coverage is unchanged and the interval stays bounded. Paired diffe
 shortcut minus plain of the same seed and every other grid axis (plain runs have no
 shortcut_init: one plain run pairs with each), with a t interval, the paired t test
 (scipy.stats.ttest_rel) and the Wilcoxon signed-rank test.
+
+A paired table's rows are one family of tests: their p values are Holm-adjusted together
+(statsmodels' multipletests), and a verdict (`significance`, VERDICT_RULE) needs the t interval
+to exclude 0 with a non-zero spread AND the Holm-adjusted Wilcoxon p below the level, so a
+difference that is equal for every pair, or too few pairs (the exact signed-rank test cannot go
+below 2 / 2^n: n >= 6 pairs for 0.05), gives none. Each row also states the smallest difference
+the paired t test detects with 80% power at its spread (statsmodels' TTestPower).
 """
 
 from __future__ import annotations
 
 import functools
+import gc
 import numbers
 from collections.abc import Sequence
 
@@ -27,6 +35,19 @@ RUN_KEYS = [c for c in ID_COLUMNS if c != "step"]
 CONFIG_KEYS = [c for c in RUN_KEYS if c != "seed"]
 """The columns that identify a configuration (its runs differ only in seed)."""
 STEPS = "steps_to_tau"
+POWER = 0.8
+"""The power at which a paired table states its smallest detectable difference."""
+EXACT_MAX_N = 50
+"""Up to this many pairs (without ties or zeros) the Wilcoxon p value is exact; past it scipy's
+normal approximation (as scipy's own method='auto')."""
+VERDICT_RULE = ("A verdict (significantly better or worse) needs both the {conf:.0%} t interval "
+                "of the paired difference to exclude 0 (with a non-zero spread: a difference "
+                "equal for every pair gives none) and the Wilcoxon signed-rank p value, "
+                "Holm-adjusted over the configurations of its table (the family), below "
+                "{level:g} (exact up to 50 pairs without ties, else the normal approximation; "
+                "it cannot reach {level:g} with fewer than 6 pairs). 'detectable' is the "
+                "smallest difference the paired t test detects with 80% power at the pairs' "
+                "spread, at the Bonferroni level {level:g}/m of the table's first Holm step.")
 
 
 def higher_is_better(metric: str) -> bool:
@@ -163,7 +184,10 @@ def paired(df: pd.DataFrame, metric: str = "test_acc", by: Sequence[str] | None 
 
     Columns: by..., metric, n_pairs, n_used (pairs with both values finite), mean_plain,
     mean_shortcut, diff_mean/_lo/_hi (t interval), p_ttest, p_wilcoxon, win_rate (fraction
-    of pairs where the shortcut is better, ties 1/2; inf steps lose to any finite number).
+    of pairs where the shortcut is better, ties 1/2; inf steps lose to any finite number),
+    p_ttest_holm, p_wilcoxon_holm (Holm-adjusted over the rows of the table: the family),
+    n_tests (the family's size m) and detectable (the smallest |difference| the paired t test
+    detects with power POWER at level (1 - confidence) / m, from the pairs' spread).
     `ignore`: axes left out of the matching, e.g. ("lr",) for best_lr(df) rows, so that each
     variant runs at its own selected learning rate. df may hold final rows already.
     `higher`: whether a higher metric is better (for the win rate); default from its name.
@@ -203,7 +227,50 @@ def paired(df: pd.DataFrame, metric: str = "test_acc", by: Sequence[str] | None 
         diffs.append(diff)
     out = pd.DataFrame(rows)
     out["p_ttest"], out["p_wilcoxon"] = _p_values(diffs)
+    out["p_ttest_holm"], out["p_wilcoxon_holm"] = holm(out["p_ttest"]), holm(out["p_wilcoxon"])
+    m = int(out["p_wilcoxon"].notna().sum()) if len(out) else 0
+    out["n_tests"] = m
+    level = (1 - confidence) / max(m, 1)
+    out["detectable"] = [detectable(d, level) for d in diffs] if len(out) else []
     return out
+
+
+def holm(p) -> np.ndarray:
+    """Holm-adjusted p values (statsmodels' multipletests, method 'holm') over the finite ones
+    of p, the family; NaN (no test) stays NaN and does not count in the family."""
+    from statsmodels.stats.multitest import multipletests  # ~1 s to import: when first used
+
+    p = np.asarray(p, np.float64)
+    out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        # multipletests' Holm branch calls gc.collect(): 0.24 s a call with a 24,576-run table
+        # in memory. Frozen objects are not scanned, so the collection costs nothing.
+        gc.freeze()
+        try:
+            out[ok] = multipletests(p[ok], method="holm")[1]
+        finally:
+            gc.unfreeze()
+    return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _effect_size(n: int, level: float, power: float) -> float:
+    from statsmodels.stats.power import TTestPower
+
+    return float(TTestPower().solve_power(effect_size=None, nobs=n, alpha=level, power=power,
+                                          alternative="two-sided"))
+
+
+def detectable(diff, level: float = 0.05, power: float = POWER) -> float:
+    """The smallest |mean difference| a two-sided paired t test at `level` detects with
+    `power`, from the differences' sample standard deviation: Cohen's d solved by statsmodels'
+    TTestPower times the sd. NaN with fewer than 2 differences or zero spread."""
+    d = np.asarray(diff, np.float64)
+    d = d[np.isfinite(d)]
+    if d.size < 2 or not np.ptp(d) > 0:
+        return np.nan
+    return _effect_size(int(d.size), float(level), float(power)) * float(d.std(ddof=1))
 
 
 def paired_selected(df: pd.DataFrame, metric: str, by: Sequence[str],
@@ -215,11 +282,29 @@ def paired_selected(df: pd.DataFrame, metric: str, by: Sequence[str],
     return paired(best_lr(df, select_by), metric, by=by, confidence=confidence, ignore=("lr",))
 
 
+def paired_at_plain_lr(df: pd.DataFrame, metric: str, select_by: str = "val_acc", *,
+                       tau: float | None = None, confidence: float = 0.95) -> pd.DataFrame:
+    """paired(...) with both variants at the plain network's validation-selected learning rate
+    (best_lr of the plain runs, per configuration): the architecture's effect at a learning rate
+    both share, to set beside the comparison at each variant's own choice. Its lr column is
+    that rate; the family of its Holm adjustment is its rows."""
+    if metric == STEPS and STEPS not in df.columns:
+        if tau is None:
+            raise ValueError(f"tau: needed for metric {STEPS!r}")
+        df = with_steps_to(df, tau)
+    runs = final(df)
+    chosen = best_lr(runs[runs["variant"] == "plain"], select_by)
+    keys = [c for c in CONFIG_KEYS if c not in ("variant", "shortcut_init", "lr")]
+    lrs = chosen[[*keys, "lr"]].drop_duplicates()
+    return paired(runs.merge(lrs, on=[*keys, "lr"]), metric, confidence=confidence)
+
+
 def _p_values(diffs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Paired t test (a one-sample t test of the differences, as scipy.stats.ttest_rel) and
-    Wilcoxon signed-rank p values of each difference vector (exact without ties or zeros, else
-    the normal approximation); NaN with fewer than 2 differences or all of them 0, 0 (t) for
-    constant non-zero ones. Vectorized: one scipy call per vector length and method."""
+    Wilcoxon signed-rank p values of each difference vector (exact up to EXACT_MAX_N
+    differences without ties or zeros, else the normal approximation); NaN with fewer than 2
+    differences or all of them 0, and NaN (t) for constant non-zero ones: zero spread, no test.
+    Vectorized: one scipy call per vector length and method."""
     t_p, w_p = np.full(len(diffs), np.nan), np.full(len(diffs), np.nan)
     usable = [i for i, d in enumerate(diffs) if d.size >= 2 and np.any(d != 0)]
     for n in sorted({diffs[i].size for i in usable}):
@@ -230,12 +315,13 @@ def _p_values(diffs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         if varying.any():
             t_p[np.asarray(idx)[varying]] = scipy.stats.ttest_1samp(block[varying], 0.0,
                                                                     axis=1).pvalue
-        t_p[np.asarray(idx)[constant]] = 0.0
+        t_p[np.asarray(idx)[constant]] = np.nan  # zero spread: t undefined, no verdict
         # exact null distribution without ties or zeros; with them scipy would run a
         # permutation test (slow), so the normal approximation with tie correction instead
         size = np.abs(block)
         ties = (np.sort(size, axis=1)[:, 1:] == np.sort(size, axis=1)[:, :-1]).any(axis=1)
         ties |= (block == 0).any(axis=1)
+        ties |= n > EXACT_MAX_N  # the exact null distribution costs O(n^3): 12.8 s at n=2048
         for rows, method in ((~ties, "exact"), (ties, "approx")):
             if rows.any():
                 w_p[np.asarray(idx)[rows]] = scipy.stats.wilcoxon(block[rows], axis=1,
@@ -243,11 +329,17 @@ def _p_values(diffs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return t_p, w_p
 
 
-def significance(row) -> int:
-    """+1 if the difference's interval lies above 0, -1 below, 0 if it holds 0 (or is NaN)."""
-    if row["diff_lo"] > 0:
+def significance(row, level: float = 0.05) -> int:
+    """+1 if the difference is significantly above 0, -1 below, else 0 (VERDICT_RULE): the
+    interval excludes 0 with a non-zero width, and the Holm-adjusted Wilcoxon p (p_wilcoxon_holm;
+    a row without it, the raw p_wilcoxon) is below `level`."""
+    p = row["p_wilcoxon_holm"] if "p_wilcoxon_holm" in row else row["p_wilcoxon"]
+    lo, hi = row["diff_lo"], row["diff_hi"]
+    if not (hi > lo and p < level):  # NaN compares False: no verdict
+        return 0
+    if lo > 0:
         return 1
-    if row["diff_hi"] < 0:
+    if hi < 0:
         return -1
     return 0
 

@@ -50,15 +50,19 @@ def compared(tmp_path_factory):
 
 def test_compare_smoke_writes_what_it_promises(compared):
     for name in ("results.csv", "summary.csv", "selected.csv", "paired.csv",
-                 "paired_selected.csv", "hessian.csv", "baselines.csv", "config.json",
+                 "paired_selected.csv", "paired_plain_lr.csv", "hessian.csv", "baselines.csv", "config.json",
                  "report.md", "params.npz", "figures/learning_curves.png",
                  "figures/acc_vs_width.png", "figures/diagnostics.png",
                  "figures/boundaries_linear_xor.png"):
         assert (compared / name).stat().st_size > 0, name
     report = (compared / "report.md").read_text()
     for heading in ("The selected configurations", "Paired differences", "Hessian",
-                    "Baselines", "near-zero eigenvalues, shortcut − plain"):
+                    "Baselines", "near-zero eigenvalues, shortcut − plain",
+                    "difference at plain's lr [CI]", "Holm p (Wilcoxon)",
+                    "detectable (80% power)", "Appendix: paired differences at each learning",
+                    "a census of the units", "split by cause"):
         assert heading in report
+    assert "Holm-adjusted over the configurations of its table" in report  # the rule stated
     assert report.count("Reading:") >= 6
     assert "chosen per variant and configuration by the best mean final validation accuracy" \
         in report
@@ -92,6 +96,22 @@ def test_the_hessian_verdict_comes_from_paired_intervals(compared):
     report = (compared / "report.md").read_text()
     assert (f"significantly fewer near-zero eigenvalues in {int((sig < 0).sum())} of "
             f"{len(hess)} configurations") in report
+
+
+def test_the_hessian_table_holds_each_runs_census(compared):
+    import numpy as np
+    import pandas as pd
+
+    from shortcut_jax import diagnostics
+
+    hess = pd.read_csv(compared / "hessian.csv")
+    assert len(hess) and hess["hess_zero"].notna().all()
+    assert (hess["hess_zero"] == (hess["hess_zero_frac"] * hess["n_params"]).round()).all()
+    causes = sum(hess[f"crit_{c}"] for c in diagnostics.CAUSES)
+    assert (hess["crit_total"] == causes).all()
+    h, P = hess["width"], hess["n_params"]
+    d = np.where(hess["variant"] == "shortcut", (P - 1 - 2 * h) / (h + 1), (P - 1) / h - 2)
+    assert (hess["crit_dead"] == (d + 2) * hess["n_dead"]).all()
 
 
 def test_a_diverged_run_has_no_hessian_spectrum_and_the_report_goes_on(compared, monkeypatch):

@@ -75,7 +75,41 @@ def test_paired_heatmap_cells_are_the_paired_means():
     for _, r in want.iterrows():
         i, j = [0.1, 1.0].index(r["lr"]), [2, 8].index(r["width"])
         assert image[i, j] == pytest.approx(r["diff_mean"])
-    assert "+0.1*" in {t.get_text() for t in fig.get_axes()[0].texts}  # CI excludes 0
+    # every seed's difference is +0.1: a zero-spread interval, no verdict and no star
+    assert "+0.1" in {t.get_text() for t in fig.get_axes()[0].texts}
+    assert not any("*" in t.get_text() for t in fig.get_axes()[0].texts)
+
+
+def test_heatmap_star_marks_a_holm_verdict():
+    rows = []
+    diffs = {2: 0.1 + 0.01 * np.arange(8), 8: [0.01, -0.02, 0.03, -0.01, 0.02, -0.03, 0.015,
+                                               -0.005]}
+    for width, diff in diffs.items():
+        for seed in range(8):
+            for variant in ("plain", "shortcut"):
+                up = diff[seed] if variant == "shortcut" else 0.0
+                rows.append({"width": width, "variant": variant, "seed": seed, "val_acc": 0.5,
+                             "shortcut_init": "zeros" if variant == "shortcut" else None,
+                             "test_acc": 0.5 + up})
+    df = table(rows)
+    want = stats.paired(df, "test_acc", by=["lr", "width"]).set_index("width")
+    assert want.loc[2, "p_wilcoxon_holm"] < 0.05 and stats.significance(want.loc[2]) == 1
+    texts = {t.get_text() for t in plots.paired_heatmap(df, "test_acc").get_axes()[0].texts}
+    assert f"{want.loc[2, 'diff_mean']:+.3g}*" in texts
+    assert f"{want.loc[8, 'diff_mean']:+.3g}" in texts
+
+
+def test_fraction_intervals_in_figures_stay_within_0_and_1():
+    rows = [{"variant": v, "seed": s, "step": step, "width": 4,
+             "shortcut_init": "zeros" if v == "shortcut" else None, "val_acc": 0.9,
+             "test_acc": 1.0 if s else 0.8, "test_loss": 0.1, **DIAG}
+            for v in ("plain", "shortcut") for s in range(3) for step in (0, 10)]
+    fig = plots.learning_curves(table(rows), "test_acc")
+    ys = np.concatenate([c.get_paths()[0].vertices[:, 1] for c in fig.get_axes()[0].collections])
+    assert ys.max() == 1.0 and ys.min() < 1.0  # the t band 0.933 +- 0.287, clipped
+    fig = plots.metric_vs_width(table(rows), "test_acc")
+    bars = [seg for c in fig.get_axes()[0].collections for seg in c.get_segments()]
+    assert max(seg[:, 1].max() for seg in bars) == 1.0
 
 
 def test_paired_vs_axis_one_line_per_hue_value():

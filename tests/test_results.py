@@ -310,3 +310,28 @@ def test_only_process_0_judges_and_writes_the_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(results, "_is_writer", lambda: True)
     with pytest.raises(ValueError, match="exists and is not empty but has no config.json"):
         results.RunFolder(out).prepare({"a": 1}, {})
+
+
+def test_load_types_every_column_without_a_dtype_warning(whole, monkeypatch):
+    """Each column of results.csv gets a dtype: untyped, pandas' low-memory reader guesses per
+    chunk (~260k rows) and warned "DtypeWarning: Columns (32: grad_norm_W) have mixed types" on
+    a 24,576-run folder (plain rows first, whose grad_norm_W is empty)."""
+    given = []
+    read_csv = pd.read_csv
+
+    def spy(path, *args, **kwargs):
+        given.append(kwargs.get("dtype") if kwargs.get("nrows") != 0 else None)
+        return read_csv(path, *args, **kwargs)
+
+    monkeypatch.setattr(pd, "read_csv", spy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        df = sj.load_results(whole)
+    with open(whole / "results.csv", newline="") as f:
+        header = next(csv.reader(f))
+    (dtypes,) = [g for g in given if g is not None]
+    assert set(header) <= set(dtypes)
+    assert not any(df[c].dtype == object for c in df.columns)
+    assert df["grad_norm_W"].dtype == np.float64
+    assert df.loc[df.variant == "plain", "grad_norm_W"].isna().all()
+    assert df.loc[df.variant == "shortcut", "grad_norm_W"].notna().all()

@@ -158,3 +158,108 @@ def test_a_bad_confidence_or_grouping_column_is_named():
         stats.paired(df, "test_acc", by=["width", "widht"])
     with pytest.raises(ValueError, match=r"by: 'wdth' is not a column"):
         stats.summarize(df, ("test_acc",), by=["wdth"])
+
+
+def _pairs(diffs_by_width: dict, plain: float = 0.5) -> pd.DataFrame:
+    """Final rows: per width, plain runs at `plain` and shortcut runs at plain + the seed's diff."""
+    rows = []
+    for width, diffs in diffs_by_width.items():
+        for s, dv in enumerate(diffs):
+            rows.append({"variant": "plain", "width": width, "seed": s, "test_acc": plain})
+            rows.append({"variant": "shortcut", "shortcut_init": "zeros", "width": width,
+                         "seed": s, "test_acc": plain + dv})
+    return table(rows)
+
+
+def test_holm_adjusted_p_values_are_holms_by_hand_over_the_table():
+    rng = np.random.default_rng(0)
+    diffs = {2: 0.02 + 0.01 * rng.standard_normal(8), 4: 0.004 + 0.01 * rng.standard_normal(8),
+             8: 0.01 + 0.01 * rng.standard_normal(8), 16: np.zeros(8)}  # 16: no test
+    out = stats.paired(_pairs(diffs), "test_acc").set_index("width")
+    raw = np.array([scipy.stats.wilcoxon(diffs[w], method="exact").pvalue for w in (2, 4, 8)])
+    assert out.loc[[2, 4, 8], "p_wilcoxon"].to_numpy() == pytest.approx(raw, rel=1e-12)
+    # Holm by hand: the i-th smallest of m p values times (m - i), running max, at most 1
+    order = np.argsort(raw)
+    adj = np.minimum(1.0, np.maximum.accumulate(raw[order] * (3 - np.arange(3))))
+    want = np.empty(3)
+    want[order] = adj
+    assert out.loc[[2, 4, 8], "p_wilcoxon_holm"].to_numpy() == pytest.approx(want, rel=1e-12)
+    assert math.isnan(out.loc[16, "p_wilcoxon_holm"]) and set(out["n_tests"]) == {3}
+    t_raw = [scipy.stats.ttest_1samp(diffs[w], 0.0).pvalue for w in (2, 4, 8)]
+    assert out.loc[[2, 4, 8], "p_ttest_holm"].to_numpy() == pytest.approx(
+        np.minimum(1, np.maximum.accumulate(np.sort(t_raw) * [3, 2, 1]))[np.argsort(
+            np.argsort(t_raw))], rel=1e-12)
+
+
+def test_a_verdict_needs_the_adjusted_signed_rank_test_not_only_the_interval():
+    # 6 pairs, all positive and distinct: interval above 0, exact Wilcoxon p = 2/64 = 0.03125
+    six = [0.011, 0.012, 0.013, 0.014, 0.015, 0.016]
+    alone = stats.paired(_pairs({2: six}), "test_acc").iloc[0]
+    assert alone["p_wilcoxon"] == pytest.approx(2 / 64) and alone["diff_lo"] > 0
+    assert stats.significance(alone) == 1
+    # the same configuration in a family of 2 with a null one: Holm 2 x 0.03125 > 0.05
+    two = stats.paired(_pairs({2: six, 4: [0.01, -0.01, 0.02, -0.02, 0.03, -0.03]}),
+                       "test_acc").set_index("width")
+    assert two.loc[2, "p_wilcoxon_holm"] == pytest.approx(2 * 2 / 64)
+    assert two.loc[2, "diff_lo"] > 0 and stats.significance(two.loc[2]) == 0
+    # 5 pairs cannot reach 0.05: the exact two-sided p is at least 2/32
+    five = stats.paired(_pairs({2: six[:5]}), "test_acc").iloc[0]
+    assert five["diff_lo"] > 0 and five["p_wilcoxon"] == pytest.approx(2 / 32)
+    assert stats.significance(five) == 0
+
+
+def test_no_verdict_from_a_zero_variance_difference():
+    # the issue's case: the same difference for both of 2 pairs
+    row = stats.paired(_pairs({2: [-0.0203, -0.0203]}), "test_acc").iloc[0]
+    assert row["diff_lo"] == row["diff_hi"] == pytest.approx(-0.0203)
+    assert math.isnan(row["p_ttest"])  # zero spread: no t test
+    assert row["p_wilcoxon"] == pytest.approx(
+        scipy.stats.wilcoxon([-0.0203, -0.0203], method="approx").pvalue)  # 0.157
+    assert stats.significance(row) == 0
+    many = stats.paired(_pairs({2: [0.05] * 12}), "test_acc").iloc[0]
+    assert many["p_wilcoxon"] < 0.05 and stats.significance(many) == 0
+    assert math.isnan(many["detectable"])
+
+
+def test_wilcoxon_uses_the_normal_approximation_past_50_pairs():
+    rng = np.random.default_rng(1)
+    for n, method in ((50, "exact"), (51, "approx"), (300, "approx")):
+        d = 0.01 + 0.05 * rng.standard_normal(n)
+        got = stats.paired(_pairs({2: d}), "test_acc")["p_wilcoxon"].item()
+        assert got == pytest.approx(scipy.stats.wilcoxon(d, method=method).pvalue, rel=1e-9)
+
+
+def test_detectable_difference_is_statsmodels_power_solution_times_the_spread():
+    from statsmodels.stats.power import TTestPower
+
+    rng = np.random.default_rng(2)
+    diffs = {2: 0.01 * rng.standard_normal(10), 4: 0.02 * rng.standard_normal(10)}
+    out = stats.paired(_pairs(diffs), "test_acc").set_index("width")
+    for w, d in diffs.items():
+        d = (0.5 + d) - 0.5  # as stored
+        es = TTestPower().solve_power(nobs=10, alpha=0.05 / 2, power=0.8)
+        assert out.loc[w, "detectable"] == pytest.approx(es * np.std(d, ddof=1), rel=1e-5)  # brentq
+        # at that difference the paired t test's power is 0.8 (statsmodels' power, the other way)
+        assert TTestPower().power(out.loc[w, "detectable"] / np.std(d, ddof=1), 10,
+                                  0.05 / 2) == pytest.approx(0.8, abs=1e-5)
+
+
+def test_paired_at_the_plain_networks_lr_matches_both_variants_there():
+    # plain is best on validation at lr 1.0, the shortcut at 0.3; test_acc by hand per seed
+    acc = {("plain", 0.3): [0.70, 0.72, 0.71], ("plain", 1.0): [0.80, 0.83, 0.81],
+           ("shortcut", 0.3): [0.90, 0.91, 0.93], ("shortcut", 1.0): [0.79, 0.80, 0.82]}
+    val = {("plain", 0.3): 0.7, ("plain", 1.0): 0.8, ("shortcut", 0.3): 0.9,
+           ("shortcut", 1.0): 0.6}
+    rows = [{"variant": v, "lr": lr, "seed": s, "val_acc": val[v, lr], "test_acc": a,
+             "shortcut_init": "zeros" if v == "shortcut" else None}
+            for (v, lr), values in acc.items() for s, a in enumerate(values)]
+    df = table(rows)
+    (row,) = stats.paired_at_plain_lr(df, "test_acc").to_dict("records")
+    want = np.subtract(acc["shortcut", 1.0], acc["plain", 1.0])
+    assert row["lr"] == 1.0 and row["n_used"] == 3
+    assert row["diff_mean"] == pytest.approx(want.mean(), rel=1e-12)
+    assert row["p_ttest"] == pytest.approx(scipy.stats.ttest_1samp(want, 0.0).pvalue)
+    # each at its own choice: shortcut at 0.3 against plain at 1.0
+    (sel,) = stats.paired_selected(df, "test_acc", by=["width"]).to_dict("records")
+    assert sel["diff_mean"] == pytest.approx(
+        np.mean(np.subtract(acc["shortcut", 0.3], acc["plain", 1.0])), rel=1e-12)
