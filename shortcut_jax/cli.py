@@ -1,4 +1,4 @@
-"""The installed command: `shortcut-jax sweep | compare | report | grad-check | bench`.
+"""The installed command: `shortcut-jax sweep | compare | report | export | grad-check | bench`.
 
 The only module that parses flags; each subcommand calls the library. `--timings FILE` records
 seconds per phase of the command (data, draws, compile, train, write, report) and "started", the
@@ -333,6 +333,24 @@ def _report(folder: Path, out: Path, tau: float | None, *, hessians: bool,
             f"{len(rep.tables)} tables)")
 
 
+def cmd_export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """The folder's table as CSV text (results.csv, or --out)."""
+    from shortcut_jax import results
+
+    if not args.csv:
+        parser.error("--csv: the only export format; add --csv")
+    try:
+        results._finished(args.folder)
+        folder = results.RunFolder(args.folder)
+        with folder.writing():
+            written = folder.export_csv(args.out)
+    except (ValueError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {written}")
+    return 0
+
+
 def cmd_grad_check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Hand-written gradients vs jax.grad and finite differences; exit 1 on a failure."""
     init_runtime(args)
@@ -370,7 +388,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", formatter_class=fmt, help="run a resumable grid of runs",
                        description="Sweep plain vs shortcut over a grid; rerunning the same "
-                       "command resumes. Writes results.csv, params.npz, config.json, chunks/.")
+                       "command resumes. Writes the table (table.json, chunks/*.parquet; "
+                       "results.csv too for small sweeps), params.npz, config.json.")
     add_grid_flags(p, SWEEP_DEFAULTS)
     p.set_defaults(func=lambda a, p=p: _sweep_main(a, p))
 
@@ -395,6 +414,14 @@ def make_parser() -> argparse.ArgumentParser:
                    help="add scikit-learn baselines on the same splits")
     add_run_flags(p)
     p.set_defaults(func=lambda a, p=p: cmd_report(a, p))
+
+    p = sub.add_parser("export", formatter_class=fmt, help="a sweep folder's table as CSV",
+                       description="The table of a finished sweep folder (Parquet) as CSV "
+                       "text, one row per run and eval step, written chunk by chunk.")
+    p.add_argument("folder", help="a folder written by `sweep` or `compare`")
+    p.add_argument("--csv", action="store_true", help="write CSV (the only format)")
+    p.add_argument("--out", default=None, help="the CSV file (default FOLDER/results.csv)")
+    p.set_defaults(func=lambda a, p=p: cmd_export(a, p))
 
     p = sub.add_parser("grad-check", formatter_class=fmt,
                        help="manual gradients vs jax.grad and finite differences",
@@ -421,7 +448,7 @@ def _sweep_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         return done
     folder, timings = done
     _write_timings(args, timings)
-    print(f"wrote {folder.results_csv} ({folder.counts['trained']} runs trained, "
+    print(f"wrote {folder.path} ({folder.counts['trained']} runs trained, "
           f"{folder.counts['resumed']} found complete)")
     return 0
 

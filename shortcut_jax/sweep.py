@@ -586,9 +586,11 @@ def run_sweep(grid: Grid, out_dir: str, *, load: Callable[[DataSpec], Dataset] |
         if jax.process_count() > 1:  # process 0's folder decides, for every process alike
             done = np.asarray(multihost_utils.broadcast_one_to_all(done), bool)
         todo = [c for c, ok in zip(chunks, done) if not ok]
+        starts = np.cumsum([0] + [len(c[2]) for c in chunks])  # each chunk's first run
+        first_run = {(g.name, c): int(n) for (g, c, _, _), n in zip(chunks, starts)}
         folder.counts = {"trained": sum(len(c[2]) for c in todo),
                          "resumed": sum(len(c[2]) for c, ok in zip(chunks, done) if ok)}
-        _train(grid, folder, datasets, mesh, todo, progress, timings)
+        _train(grid, folder, datasets, mesh, todo, progress, timings, first_run)
         t0 = time.perf_counter()
         folder.assemble([(g.name, c) for g, c, _, _ in chunks])
         timings["write"] += time.perf_counter() - t0
@@ -596,7 +598,7 @@ def run_sweep(grid: Grid, out_dir: str, *, load: Callable[[DataSpec], Dataset] |
     return folder
 
 
-def _train(grid, folder, datasets, mesh, todo, progress, timings) -> None:
+def _train(grid, folder, datasets, mesh, todo, progress, timings, first_run) -> None:
     """Train and save every chunk in `todo`; adds to timings (compile from JAX's own events)."""
     from shortcut_jax import compilation
 
@@ -650,7 +652,8 @@ def _train(grid, folder, datasets, mesh, todo, progress, timings) -> None:
                           seeds[:n_real], group.config.eval_every,
                           {k: v[:n_real] for k, v in metrics.items() if k not in dropped},
                           {k: np.asarray(v)[:n_real] for k, v in params._asdict().items()
-                           if v is not None and k not in dropped})
+                           if v is not None and k not in dropped},
+                          first_run=first_run[group.name, c])
         timings["write"] += time.perf_counter() - t0
     bar.close()
 
