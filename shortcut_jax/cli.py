@@ -158,6 +158,12 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
                    help="with --coordinator: how many processes take part")
     r.add_argument("--process-id", type=nonnegative_int, default=None,
                    help="with --coordinator: this process's index, 0 writes the files")
+    r.add_argument("--distributed", choices=["auto"], default=None,
+                   help="auto: several processes set up from the cluster's environment "
+                        "(SLURM, Open MPI, Kubernetes, ...: jax.distributed.initialize())")
+    r.add_argument("--heartbeat-timeout", type=number, default=60.0, metavar="SECONDS",
+                   help="with several processes: a process whose peer has sent no heartbeat "
+                        "for this long stops (exit 3), naming the peer")
     r.add_argument("--no-compile-cache", action="store_true",
                    help="do not use the persistent compilation cache (also: "
                         "SHORTCUT_JAX_NO_COMPILE_CACHE=1); default folder "
@@ -233,16 +239,22 @@ def set_cpu_devices(count: int | None) -> None:
 
 def init_runtime(args: argparse.Namespace) -> None:
     """Before any JAX computation: the compile cache, CPU devices, jax.distributed."""
-    import jax
-
-    from shortcut_jax import compilation
+    from shortcut_jax import cluster, compilation
 
     if not args.no_compile_cache:
         compilation.enable_cache()
     set_cpu_devices(args.cpu_devices)
-    if args.coordinator is not None:
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    if args.coordinator is not None and args.distributed is not None:
+        raise SystemExit("--distributed auto: takes the coordinator from the environment; "
+                         "leave out --coordinator, --num-processes and --process-id")
+    out = getattr(args, "out", None)
+    hint = ("rerun the same command" + (f" with --out {out}" if out else "")
+            + " (one process, or the whole job again) to resume from them")
+    try:
+        cluster.initialize(args.distributed == "auto", args.coordinator, args.num_processes,
+                           args.process_id, args.heartbeat_timeout, hint)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 def default_out(name: str) -> str:
@@ -277,12 +289,16 @@ def cmd_sweep(args: argparse.Namespace, parser: argparse.ArgumentParser,
     except (ValueError, TypeError) as e:
         parser.error(_as_flags(str(e), args, parser))
     out = args.out or default_out(name)
+    from shortcut_jax import cluster
+
     try:
-        folder = run_sweep(grid, out, progress=not args.no_progress,
-                           extra_config=getattr(args, "extra_config", None))
+        with cluster.guard():
+            folder = run_sweep(grid, out, progress=not args.no_progress,
+                               extra_config=getattr(args, "extra_config", None))
     except (ValueError, TypeError, FileNotFoundError, ImportError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    cluster.finished()
     timings.update(folder.timings, t0=t0)
     return folder, timings
 
