@@ -173,6 +173,45 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
                         "and the Unix time the command started to FILE as JSON")
 
 
+def add_bench_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of `bench` (shortcut_jax.bench)."""
+    from shortcut_jax.bench.configs import (
+        CONFIGS,
+        IMPLS,
+        PROCESS_COMMANDS,
+        QUICK_SECTIONS,
+        SECTIONS,
+        config_list,
+    )
+
+    a = parser.add_argument
+    a("--quick", action="store_true",
+      help="tiny sizes, in this process (the configs section), tiny commands (process); checks "
+           "agreement -- what the tests run")
+    a("--out", default="runs/bench", help="output folder for results.md and results.json")
+    a("--sections", nargs="+", choices=SECTIONS, default=None,
+      help=f"sections to run (default: all; with --quick: {' '.join(QUICK_SECTIONS)})")
+    a("--reps", type=positive_int, default=5,
+      help="timed rounds per configuration (median, spread); --quick: 2")
+    a("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS),
+      help="configurations of the configs section")
+    a("--impls", nargs="+", default=None, choices=list(IMPLS),
+      help="implementations to time (default: all installed); kit always runs")
+    a("--cpu-devices", type=positive_int, default=None,
+      help="CPU devices the kit and jax_naive_sharded shard over (default: one per core)")
+    a("--process-reps", type=positive_int, default=None,
+      help="rounds of the process section, each a cold and a warm run of every command "
+           "(default 3; --quick: 1)")
+    a("--process-commands", nargs="+", choices=list(PROCESS_COMMANDS),
+      default=list(PROCESS_COMMANDS), help="commands the process section runs")
+    a("--process-timeout", type=positive_int, default=1800,
+      help="seconds after which a command of the process section counts as failed")
+    a("--one", choices=list(IMPLS), default=None, help=argparse.SUPPRESS)
+    a("--serve", choices=list(IMPLS), default=None, help=argparse.SUPPRESS)
+    a("--cfg", type=config_list, default=None, metavar="[n,d,h,M,T]",
+      help="time this configuration (JSON list) in the configs section instead of --configs")
+
+
 FLAGS = {"datasets": "--dataset", "d": "--dim", "loss_fns": "--loss",
          "optimizers": "--optimizer", "csv": "--data", "teacher_labels": "--teacher-labels"}
 """Grid fields whose flag is not "--" + the field's name with dashes."""
@@ -380,6 +419,7 @@ def cmd_grad_check(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
 def cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from shortcut_jax import bench
 
+    set_cpu_devices(args.cpu_devices)
     return bench.main(args)
 
 
@@ -451,9 +491,7 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", formatter_class=fmt, help="speed next to the alternatives",
                        description="Benchmarks: the kit next to NumPy, plain JAX and PyTorch; "
                        "whole-process times of the sweep and compare commands.")
-    from shortcut_jax import bench
-
-    bench.add_arguments(p)
+    add_bench_flags(p)
     p.set_defaults(func=lambda a, p=p: cmd_bench(a, p))
     return parser
 

@@ -113,11 +113,9 @@ def provenance(matmul_precision: str) -> dict[str, Any]:
     import jaxlib
     import optax
 
-    import shortcut_jax
-
     devices = jax.devices()
     return {
-        "shortcut_jax": shortcut_jax.__version__,
+        "shortcut_jax": importlib.metadata.version("shortcut-jax"),  # no import of the package
         "jax": jax.__version__,
         "jaxlib": jaxlib.__version__,
         "optax": optax.__version__,
@@ -676,10 +674,8 @@ def final_rows(df, **selectors):
     """The rows of load(folder) at each run's last eval step that match selectors
     (column=value or column=[values]); an unknown column or value is a ValueError listing the
     valid ones."""
-    from shortcut_jax import stats
-
     runs = [c for c in ID_COLUMNS if c != "step"]
-    last = stats.final(df)
+    last = df[df["step"] == df["step"].groupby(df["run"]).transform("max")]  # as stats.final
     mask = np.ones(len(last), bool)
     for column, wanted in selectors.items():
         if column not in runs:

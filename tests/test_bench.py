@@ -92,13 +92,13 @@ def test_process_section_quick(tmp_path):
 def test_a_failing_command_is_reported(tmp_path, monkeypatch):
     """A command that fails is recorded with the tail of its stderr; the section goes on and
     its summary and table say so."""
-    run = bench.run_process(["sweep", "--widths", "0"], bench._cache_home(tmp_path / "c"),
-                            tmp_path / "w")
+    run = bench.run_process(["sweep", "--widths", "0"],
+                            bench.processes._cache_home(tmp_path / "c"), tmp_path / "w")
     assert run["returncode"] == 2 and "--widths" in run["error"] and run["phases"] == {}
     ok = {"wall_s": 2.0, "returncode": 0, "timings": {"command": 1.0}, "error": None,
           "phases": {"data": 0.5, "compile": 0.5}, "startup_s": 0.7, "other_s": 0.3}
     runs = iter([dict(run), dict(ok), dict(ok), dict(run)])
-    monkeypatch.setattr(bench, "run_process", lambda *a, **k: next(runs))
+    monkeypatch.setattr(bench.processes, "run_process", lambda *a, **k: next(runs))
     proc = bench.process_times({"bad": ["sweep", "--widths", "0"]}, 2)
     assert [(r["cache"], r["rep"]) for r in proc["runs"]] == [
         ("cold", 0), ("warm", 0), ("cold", 1), ("warm", 1)]
@@ -106,7 +106,7 @@ def test_a_failing_command_is_reported(tmp_path, monkeypatch):
     assert rows["cold"]["failed"] == 1 and rows["cold"]["wall_s"] == 2.0
     assert rows["warm"]["failed"] == 1 and "--widths" in rows["warm"]["error"]
     assert rows["warm"]["phases"]["compile"] == 0.5 and rows["warm"]["phases"]["train"] is None
-    md = bench._process_markdown(proc)
+    md = bench.tables._process_markdown(proc)
     assert "| bad | cold | 1 (1 failed) | 2.00 |" in "\n".join(md)
     assert "bad (warm cache) failed:" in md
 
