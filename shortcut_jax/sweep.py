@@ -129,7 +129,8 @@ class Grid:
     test_fraction: float = 0.3
     csv: str | None = None
     target: str | None = None
-    chunk_size: int | None = None  # runs per results file, in blocks; None: memory_budget
+    chunk_size: int | None = None  # runs per results file, in blocks; None: memory_budget,
+    # at most CHUNK_RUNS
     block_size: int | None = None  # runs per device per call; None: auto_block_size
     memory_budget: int = 1 << 30  # bytes a chunk may take on one device
 
@@ -502,11 +503,17 @@ def estimate_bytes_per_run(config: TrainConfig, d: int) -> int:
     return 4 * (3 * n_params + config.num_evals * n_metrics) + 64
 
 
+CHUNK_RUNS = 4096
+"""Runs of a chunk at most, unless Grid.chunk_size says otherwise: the host holds a chunk's
+states and metrics (~20 kB a run measured with h = 16 and 11 eval points, experiments/
+BENCHMARKS.md), so a sweep's peak memory does not grow with its number of runs."""
+
+
 def chunk_size_for(grid: Grid, config: TrainConfig, n_runs: int, n_devices: int,
                    data: Dataset) -> int:
     """Runs per chunk (whole blocks) on this data set: the grid's chunk_size, else what fits
-    memory_budget per device. The block's activations (block x (train + val + test rows) x h x
-    ~8 floats) come off first.
+    memory_budget per device, at most CHUNK_RUNS (rounded up to whole blocks). The block's
+    activations (block x (train + val + test rows) x h x ~8 floats) come off first.
     """
     n_train, d = np.shape(data.X_train)
     block = grid.block(n_train, config.h)
@@ -518,6 +525,7 @@ def chunk_size_for(grid: Grid, config: TrainConfig, n_runs: int, n_devices: int,
         per_run = estimate_bytes_per_run(config, d)
         activations = block * rows * config.h * 8 * 4
         size = max(1, (grid.memory_budget - activations) // per_run) * n_devices
+        size = min(size, CHUNK_RUNS)  # the host holds a chunk: memory flat in the run count
     size = min(size, n_runs)
     return max(quantum, -(-size // quantum) * quantum)  # round up to whole blocks per device
 
