@@ -500,16 +500,16 @@ NULLABLE_INTEGER = ("n_train", "d", "teacher_width")
 FLOAT = ("noise", "linear_weight", "teacher_shortcut", "lr")
 
 
-def _finished(folder: str | Path) -> RunFolder:
-    """The RunFolder of a finished sweep, its table (table.json, or an older folder's
-    results.csv) and params.npz verified, else a ValueError naming the folder and what is
-    missing."""
+def _finished(folder: str | Path, table_only: bool = False) -> RunFolder:
+    """The RunFolder of a finished sweep, its table (table.json and its files, or an older
+    folder's results.csv) and (unless table_only) params.npz verified, else a ValueError naming
+    the folder and what is missing."""
     f = RunFolder(folder)
     if not (f.path / "config.json").is_file():
         raise ValueError(f"folder: {f.path} is not a sweep folder (no config.json); expected a "
                          "folder written by run_sweep, `shortcut-jax sweep` or `compare`")
     table = f.table_json if f.table_json.is_file() else f.results_csv
-    for path in (table, f.params_npz):
+    for path in (table, f.params_npz)[:1 if table_only else 2]:
         if not path.is_file():
             raise ValueError(f"folder: {f.path} is an unfinished sweep (no {path.name}); rerun "
                              "the command that started it to finish it")
@@ -565,7 +565,7 @@ def load(folder: str | Path, columns: Sequence[str] | None = None, **selectors):
     from the Parquet files as asked (pyarrow filters), not from the whole table. A selector
     naming no such column, or a value the table does not hold, is a ValueError.
     """
-    f = _finished(folder)
+    f = _finished(folder, table_only=True)
     if not f.table_json.is_file():
         return _load_csv(f, columns, selectors)
     import pyarrow as pa
@@ -591,14 +591,19 @@ def load(folder: str | Path, columns: Sequence[str] | None = None, **selectors):
             raise ValueError(f"{c}={v!r}: expected values of type {kind}") from None
         where = cond if where is None else where & cond
     read = [c for c in names if c in wanted or c in selectors]
-    got = data.to_table(columns=read, filter=where)
+    # one thread: on a busy 2-core machine pyarrow's threads made a whole read 2-3x slower
+    got = data.to_table(columns=read, filter=where, use_threads=False)
     for c, v in selectors.items():  # a value absent from the rows read: is it in the table?
         values = list(v) if isinstance(v, (list, tuple, set)) else [v]
         held = got.column(c).unique().to_pylist()
         if not all(any(_same(x, p) for p in held) for x in values):
             _name_missing(lambda c: data.to_table(columns=[c]).column(c).unique().to_pylist(),
                           {c: v})
-    return _typed(got.select(wanted).to_pandas(), table["categories"])
+    got = got.select(wanted)
+    got = got.cast(pa.schema([pa.field(c, pa.float64()) if got.schema.field(c).type ==
+                              pa.float32() else got.schema.field(c) for c in wanted]))
+    # split_blocks, self_destruct: the columns are handed over one by one, not consolidated
+    return _typed(got.to_pandas(split_blocks=True, self_destruct=True), table["categories"])
 
 
 _ARROW_TYPES: dict[str, Any] = {}
