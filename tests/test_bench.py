@@ -217,3 +217,20 @@ def test_importing_the_command_loads_neither_torch_nor_matplotlib():
             "sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr[-2000:]
+
+
+def test_the_store_section_times_sweep_load_and_report_in_processes(tmp_path):
+    """One tiny size: a sweep, loading its table and its report, each a fresh process with its
+    own wall time and peak memory; the table names them."""
+    from shortcut_jax.bench import store
+
+    rows = store.store_scaling([12], quick=True, timeout=300)
+    assert [(r["runs"], r["step"], r["error"]) for r in rows] == [
+        (12, "sweep", None), (12, "load", None), (12, "report", None)]
+    assert all(r["wall_s"] > 0 and r["peak_mb"] > 50 for r in rows)
+    md = bench.markdown({"versions": {"device": "cpu", "platform": "x", "cpus": 2, "jax": "0"},
+                         "store": rows})
+    assert "## Sweep, load and report against the number of runs" in md
+    assert "| 12 | load |" in md
+    store.plot_store(rows, tmp_path / "store.png")
+    assert (tmp_path / "store.png").stat().st_size > 0

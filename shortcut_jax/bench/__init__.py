@@ -5,7 +5,7 @@ kit's own commands take, start to finish.
     shortcut-jax bench --quick                   # seconds: tiny sizes, agreement check
     shortcut-jax bench --sections process        # only the whole-process times (minutes)
 
-Sections (--sections, default all; --quick skips scaling and memory):
+Sections (--sections, default all; --quick skips scaling, memory and store):
   grads    one gradient and one SGD step, manual_grad vs jax.grad, jitted, over several (n, d, h);
   compile  compile time of a sweep shape group (Executor.init and .run) and of the sweep's draws;
   configs  configurations A, B, C (float32, full-batch SGD, all models on the same data): the
@@ -21,7 +21,9 @@ Sections (--sections, default all; --quick skips scaling and memory):
            with a cold (empty) and a warm persistent compilation cache, rounds interleaved;
            wall time measured around the process, split into start-up (Python and the
            imports, until the command's clock starts), the phases of its --timings (data,
-           draws, compile, train, write, report) and the rest.
+           draws, compile, train, write, report) and the rest;
+  store    whole-process time and peak memory of a sweep, loading its table and its report
+           against the number of runs (1k, 10k, 100k; log-log PNG store.png).
 
 Timing (configs): every implementation runs in a process of its own (a worker started with
 `python -m shortcut_jax.cli bench --serve IMPL --cfg ...`), which compiles / warms up once (that
@@ -46,7 +48,8 @@ FLOPs of one SGD step of one model, counted analytically (multiply-add = 2):
 The package, by what each module does: configs (configurations, implementations, commands,
 constants), kit (the kit's sweep machinery as an implementation), workers (one implementation
 in this process or in a worker process; interleaved rounds), sections (gradients, compile
-times, scaling, memory), processes (whole commands, cold and warm cache), tables (results.md),
+times, scaling, memory), processes (whole commands, cold and warm cache), store (sweep, load
+and report against the runs), tables (results.md),
 main (the entry point; its flags are in shortcut_jax.cli).
 """
 

@@ -103,6 +103,16 @@ def main(args: argparse.Namespace) -> int:
         if any(r["failed"] for r in report["process"]["summary"]):
             ok = False
             echo("FAIL: a command of the process section failed (its stderr is in the table)")
+    if "store" in sections:
+        from shortcut_jax.bench.store import STORE_RUNS, plot_store, store_scaling
+
+        report["store"] = store_scaling((12, 24) if args.quick else STORE_RUNS, args.quick,
+                                        timeout=args.process_timeout, echo=echo)
+        if not args.quick:
+            plot_store(report["store"], Path(args.out) / "store.png")
+        if any(r["error"] for r in report["store"]):
+            ok = False
+            echo("FAIL: a step of the store section failed (its stderr is in the table)")
     out = Path(args.out)
     atomic_write_text(out / "results.json", json.dumps(report, indent=1))
     text = markdown(report)

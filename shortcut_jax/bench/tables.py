@@ -63,6 +63,17 @@ def markdown(report: dict[str, Any]) -> str:
                       [[r["axis"], r["n"], r["h"], r["M"], f"{r['median_s']:.3f}",
                         f"{r['model_steps_per_s']:,.0f}", f"{r['gflops']:.2f}"]
                        for r in report["scaling"]]), ""]
+    if report.get("store"):
+        s += ["## Sweep, load and report against the number of runs (whole processes)", "",
+              "The issue's sweep (xor, widths 4 16, lrs 0.1 0.3 1.0, 100 steps, eval every 10; "
+              "12 runs a seed), then `load_results` of its whole table, then its report, each "
+              "a fresh process: wall time around it, its own peak resident memory. "
+              "Log-log plot: store.png.", "",
+              *_table(["runs", "step", "wall s", "peak MB", "error"],
+                      [[r["runs"], r["step"], f"{r['wall_s']:.2f}",
+                        "" if r["peak_mb"] is None else f"{r['peak_mb']:.0f}",
+                        (r["error"] or "").replace("\n", " ")[:80]]
+                       for r in report["store"]]), ""]
     if report.get("memory"):
         s += ["## Peak memory of a chunked sweep (chunks of 1024 runs, h=16, n=1000)", "",
               *_table(["M", "peak RSS MB", "s"],
