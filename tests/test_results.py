@@ -127,6 +127,9 @@ def test_a_damaged_chunk_is_named_moved_aside_and_recomputed(whole, tmp_path, da
     chunk = sorted((out / "chunks").glob(f"*.{suffix}"))[1]
     original = chunk.read_bytes()
     damage(chunk)
+    if suffix == "parquet":  # the table's own file: loading it names it
+        with pytest.raises(ValueError, match=rf"{chunk.name} fails its recorded checksum"):
+            sj.load_results(out)
     with pytest.warns(results.DamagedFileWarning, match=rf"{chunk.name} fails its recorded "
                                                         r"checksum: moved to .*chunks/damaged"):
         sj.run_sweep(sj.Grid(**SMALL), str(out), progress=False)
