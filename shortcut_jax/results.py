@@ -115,7 +115,7 @@ def provenance(matmul_precision: str) -> dict[str, Any]:
 
     devices = jax.devices()
     return {
-        "shortcut_jax": importlib.metadata.version("shortcut-jax"),  # no import of the package
+        "shortcut_jax": _own_version(),
         "jax": jax.__version__,
         "jaxlib": jaxlib.__version__,
         "optax": optax.__version__,
@@ -132,6 +132,17 @@ def provenance(matmul_precision: str) -> dict[str, Any]:
         "git_commit": git_commit(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _own_version() -> str | None:
+    """The installed shortcut-jax's version (read from its metadata, not by importing the
+    package, which imports this module); None when run from a checkout that is not installed."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("shortcut-jax")
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def git_commit() -> str | None:
