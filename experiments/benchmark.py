@@ -4,7 +4,7 @@ commands take start to finish.
     python experiments/benchmark.py [--out runs/bench]   # about an hour on 2 CPU cores with torch
     python experiments/benchmark.py --quick               # seconds: tiny sizes, agreement check
 
-The same as `shortcut-jax bench` (shortcut_jax/bench.py; --help lists the sections and flags;
+The same as `shortcut-jax bench` (shortcut_jax/bench/; --help lists the sections and flags;
 `--sections process` runs only the whole-process times of `sweep` and `compare`). Writes
 results.md and results.json into --out; the measured runs are in experiments/BENCHMARKS.md.
 """

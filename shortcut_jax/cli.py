@@ -1,4 +1,4 @@
-"""The installed command: `shortcut-jax sweep | compare | report | grad-check | bench`.
+"""The installed command: `shortcut-jax sweep | compare | report | export | grad-check | bench`.
 
 The only module that parses flags; each subcommand calls the library. `--timings FILE` records
 seconds per phase of the command (data, draws, compile, train, write, report) and "started", the
@@ -159,6 +159,12 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
                    help="with --coordinator: how many processes take part")
     r.add_argument("--process-id", type=nonnegative_int, default=None,
                    help="with --coordinator: this process's index, 0 writes the files")
+    r.add_argument("--distributed", choices=["auto"], default=None,
+                   help="auto: several processes set up from the cluster's environment "
+                        "(SLURM, Open MPI, Kubernetes, ...: jax.distributed.initialize())")
+    r.add_argument("--heartbeat-timeout", type=number, default=60.0, metavar="SECONDS",
+                   help="with several processes: a process whose peer has sent no heartbeat "
+                        "for this long stops (exit 3), naming the peer")
     r.add_argument("--no-compile-cache", action="store_true",
                    help="do not use the persistent compilation cache (also: "
                         "SHORTCUT_JAX_NO_COMPILE_CACHE=1); default folder "
@@ -169,6 +175,45 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--debug", action="store_true",
                    help="show the Python traceback before the one-line message of a Ctrl-C "
                         "or a file that could not be written")
+
+
+def add_bench_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of `bench` (shortcut_jax.bench)."""
+    from shortcut_jax.bench.configs import (
+        CONFIGS,
+        IMPLS,
+        PROCESS_COMMANDS,
+        QUICK_SECTIONS,
+        SECTIONS,
+        config_list,
+    )
+
+    a = parser.add_argument
+    a("--quick", action="store_true",
+      help="tiny sizes, in this process (the configs section), tiny commands (process); checks "
+           "agreement -- what the tests run")
+    a("--out", default="runs/bench", help="output folder for results.md and results.json")
+    a("--sections", nargs="+", choices=SECTIONS, default=None,
+      help=f"sections to run (default: all; with --quick: {' '.join(QUICK_SECTIONS)})")
+    a("--reps", type=positive_int, default=5,
+      help="timed rounds per configuration (median, spread); --quick: 2")
+    a("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS),
+      help="configurations of the configs section")
+    a("--impls", nargs="+", default=None, choices=list(IMPLS),
+      help="implementations to time (default: all installed); kit always runs")
+    a("--cpu-devices", type=positive_int, default=None,
+      help="CPU devices the kit and jax_naive_sharded shard over (default: one per core)")
+    a("--process-reps", type=positive_int, default=None,
+      help="rounds of the process section, each a cold and a warm run of every command "
+           "(default 3; --quick: 1)")
+    a("--process-commands", nargs="+", choices=list(PROCESS_COMMANDS),
+      default=list(PROCESS_COMMANDS), help="commands the process section runs")
+    a("--process-timeout", type=positive_int, default=1800,
+      help="seconds after which a command of the process section counts as failed")
+    a("--one", choices=list(IMPLS), default=None, help=argparse.SUPPRESS)
+    a("--serve", choices=list(IMPLS), default=None, help=argparse.SUPPRESS)
+    a("--cfg", type=config_list, default=None, metavar="[n,d,h,M,T]",
+      help="time this configuration (JSON list) in the configs section instead of --configs")
 
 
 FLAGS = {"datasets": "--dataset", "d": "--dim", "loss_fns": "--loss",
@@ -237,16 +282,22 @@ def set_cpu_devices(count: int | None) -> None:
 
 def init_runtime(args: argparse.Namespace) -> None:
     """Before any JAX computation: the compile cache, CPU devices, jax.distributed."""
-    import jax
-
-    from shortcut_jax import compilation
+    from shortcut_jax import cluster, compilation
 
     if not args.no_compile_cache:
         compilation.enable_cache()
     set_cpu_devices(args.cpu_devices)
-    if args.coordinator is not None:
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    if args.coordinator is not None and args.distributed is not None:
+        raise SystemExit("--distributed auto: takes the coordinator from the environment; "
+                         "leave out --coordinator, --num-processes and --process-id")
+    out = getattr(args, "out", None)
+    hint = ("rerun the same command" + (f" with --out {out}" if out else "")
+            + " (one process, or the whole job again) to resume from them")
+    try:
+        cluster.initialize(args.distributed == "auto", args.coordinator, args.num_processes,
+                           args.process_id, args.heartbeat_timeout, hint)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 def default_out(name: str) -> str:
@@ -281,12 +332,16 @@ def cmd_sweep(args: argparse.Namespace, parser: argparse.ArgumentParser,
     except (ValueError, TypeError) as e:
         parser.error(_as_flags(str(e), args, parser))
     out = args.resolved_out = args.out or default_out(name)
+    from shortcut_jax import cluster
+
     try:
-        folder = run_sweep(grid, out, progress=not args.no_progress,
-                           extra_config=getattr(args, "extra_config", None))
+        with cluster.guard():
+            folder = run_sweep(grid, out, progress=not args.no_progress,
+                               extra_config=getattr(args, "extra_config", None))
     except (ValueError, TypeError, FileNotFoundError, ImportError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    cluster.finished()
     timings.update(folder.timings, t0=t0)
     return folder, timings
 
@@ -355,6 +410,24 @@ def untrained_warning(bad, n_configs: int, path: Path) -> str:
             f"{causes}); see 'Runs that did not train' in {path}")
 
 
+def cmd_export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """The folder's table as CSV text (results.csv, or --out)."""
+    from shortcut_jax import results
+
+    if not args.csv:
+        parser.error("--csv: the only export format; add --csv")
+    try:
+        results._finished(args.folder)
+        folder = results.RunFolder(args.folder)
+        with folder.writing():
+            written = folder.export_csv(args.out)
+    except (ValueError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {written}")
+    return 0
+
+
 def cmd_grad_check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Hand-written gradients vs jax.grad and finite differences; exit 1 on a failure."""
     init_runtime(args)
@@ -368,6 +441,7 @@ def cmd_grad_check(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
 def cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from shortcut_jax import bench
 
+    set_cpu_devices(args.cpu_devices)
     return bench.main(args)
 
 
@@ -392,7 +466,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", formatter_class=fmt, help="run a resumable grid of runs",
                        description="Sweep plain vs shortcut over a grid; rerunning the same "
-                       "command resumes. Writes results.csv, params.npz, config.json, chunks/.")
+                       "command resumes. Writes the table (table.json, chunks/*.parquet; "
+                       "results.csv too for small sweeps), params.npz, config.json.")
     add_grid_flags(p, SWEEP_DEFAULTS)
     p.set_defaults(func=lambda a, p=p: _sweep_main(a, p))
 
@@ -418,6 +493,14 @@ def make_parser() -> argparse.ArgumentParser:
     add_run_flags(p)
     p.set_defaults(func=lambda a, p=p: cmd_report(a, p))
 
+    p = sub.add_parser("export", formatter_class=fmt, help="a sweep folder's table as CSV",
+                       description="The table of a finished sweep folder (Parquet) as CSV "
+                       "text, one row per run and eval step, written chunk by chunk.")
+    p.add_argument("folder", help="a folder written by `sweep` or `compare`")
+    p.add_argument("--csv", action="store_true", help="write CSV (the only format)")
+    p.add_argument("--out", default=None, help="the CSV file (default FOLDER/results.csv)")
+    p.set_defaults(func=lambda a, p=p: cmd_export(a, p))
+
     p = sub.add_parser("grad-check", formatter_class=fmt,
                        help="manual gradients vs jax.grad and finite differences",
                        description="The hand-written derivatives of part (b) against jax.grad "
@@ -430,9 +513,7 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", formatter_class=fmt, help="speed next to the alternatives",
                        description="Benchmarks: the kit next to NumPy, plain JAX and PyTorch; "
                        "whole-process times of the sweep and compare commands.")
-    from shortcut_jax import bench
-
-    bench.add_arguments(p)
+    add_bench_flags(p)
     p.set_defaults(func=lambda a, p=p: cmd_bench(a, p))
     return parser
 
@@ -443,7 +524,7 @@ def _sweep_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         return done
     folder, timings = done
     _write_timings(args, timings)
-    print(f"wrote {folder.results_csv} ({folder.counts['trained']} runs trained, "
+    print(f"wrote {folder.path} ({folder.counts['trained']} runs trained, "
           f"{folder.counts['resumed']} found complete)")
     return 0
 

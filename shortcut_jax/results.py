@@ -1,12 +1,17 @@
 """The one module that writes files: run folders with config, checksummed chunks, resume,
-a tidy CSV, and the typed table a researcher reads (`load`, `load_params`).
+a columnar table, and the typed table a researcher reads (`load`, `load_params`).
 
     out/config.json          {"config": ..., "provenance": ...}; a different config is refused
-    out/manifest.json        SHA-256 of every chunk, results.csv and params.npz
-    out/chunks/<group>-<c>.npz  metrics (runs, evals) and final params of one chunk
+    out/manifest.json        SHA-256 of every chunk, table.json, results.csv and params.npz
+    out/chunks/<group>-<c>.parquet  one row per (run, eval step) of one chunk: the table's rows
+    out/chunks/<group>-<c>.npz  final params (and lr, seed) of one chunk
     out/chunks/damaged/      chunks (and rebuilt files) that failed their checksum, kept aside
-    out/results.csv          one row per (run, eval step), assembled from the chunks
+    out/table.json           the table: its Parquet files in run order, metric names, row count
+    out/results.csv          the same rows as text, written for sweeps of at most CSV_ROWS rows
+                             (`shortcut-jax export FOLDER --csv` writes it for any sweep)
     out/params.npz           final parameters, "<group>/<leaf>" -> (runs, ...), with lr and seed
+
+Folders written before the Parquet table (results.csv and chunks holding metrics) still load.
 
 Every file is written to a temporary name in the same folder and renamed into place, and a
 chunk's checksum enters the manifest before its rename, so a killed sweep leaves whole files or
@@ -35,7 +40,7 @@ import tempfile
 import threading
 import warnings
 import zipfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
@@ -51,6 +56,8 @@ ID_COLUMNS = ("dataset", "data_seed", "n_train", "d", "noise", "linear_weight", 
 METRIC_COLUMNS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
                   "grad_norm")
 """Metrics of every run; diagnostics (and test_gen_err with a teacher) follow them."""
+CSV_ROWS = 100_000
+"""A sweep of at most this many rows also gets results.csv (larger ones: `export_csv`)."""
 KILL_ENV = "SHORTCUT_JAX_KILL_BEFORE_RENAME"
 """Fault injection for tests: SIGKILL this process between writing a file whose name matches
 this glob to its temporary name and renaming it into place."""
@@ -198,11 +205,9 @@ def provenance(matmul_precision: str) -> dict[str, Any]:
     import jaxlib
     import optax
 
-    import shortcut_jax
-
     devices = jax.devices()
     return {
-        "shortcut_jax": shortcut_jax.__version__,
+        "shortcut_jax": _own_version(),
         "jax": jax.__version__,
         "jaxlib": jaxlib.__version__,
         "optax": optax.__version__,
@@ -219,6 +224,17 @@ def provenance(matmul_precision: str) -> dict[str, Any]:
         "git_commit": git_commit(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _own_version() -> str | None:
+    """The installed shortcut-jax's version (read from its metadata, not by importing the
+    package, which imports this module); None when run from a checkout that is not installed."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("shortcut-jax")
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def git_commit() -> str | None:
@@ -267,6 +283,10 @@ class RunFolder:
     @property
     def params_npz(self) -> Path:
         return self.path / "params.npz"
+
+    @property
+    def table_json(self) -> Path:
+        return self.path / "table.json"
 
     # --- one writer ------------------------------------------------------------------------
 
@@ -449,19 +469,33 @@ class RunFolder:
         """chunks/GROUP-NNNN.npz of the folder."""
         return self.path / "chunks" / f"{group}-{chunk:04d}.npz"
 
+    def rows_path(self, group: str, chunk: int) -> Path:
+        return self.path / "chunks" / f"{group}-{chunk:04d}.parquet"
+
     def has_chunk(self, group: str, chunk: int) -> bool:
-        """A finished chunk whose checksum verifies (a damaged one is moved aside: False)."""
-        return self.verified(self.chunk_path(group, chunk))
+        """A finished chunk whose files' checksums verify (a damaged one is moved aside:
+        False)."""
+        rows = self.verified(self.rows_path(group, chunk))
+        return self.verified(self.chunk_path(group, chunk)) and rows
 
     def save_chunk(self, group: str, chunk: int, columns: dict[str, Any], lrs: np.ndarray,
                    seeds: np.ndarray, eval_every: int, metrics: dict[str, np.ndarray],
-                   params: dict[str, np.ndarray]) -> None:
-        """One chunk's runs: metrics[name] (runs, evals), params[leaf] (runs, ...)."""
+                   params: dict[str, np.ndarray], first_run: int = 0) -> None:
+        """One chunk's runs: metrics[name] (runs, evals) as Parquet rows (runs numbered from
+        first_run), params[leaf] (runs, ...) as npz."""
         if not _is_writer():
             return
+        import pyarrow.parquet as pq
+
+        table = _chunk_table(columns, lrs, seeds, eval_every, metrics, first_run)
+        # fractions (accuracies, *_frac) take few values: dictionaries; other metrics: their
+        # bytes split by position, which zstd compresses (a third smaller than dictionaries)
+        split = [k for k in metrics if "acc" not in k and not k.endswith("_frac")]
+        self._write(self.rows_path(group, chunk), lambda f: pq.write_table(
+            table, f, compression="zstd", use_byte_stream_split=split,
+            use_dictionary=[c for c in table.column_names if c not in split]))
         arrays = {"lr": lrs, "seed": seeds, "eval_every": np.asarray(eval_every),
                   "columns": np.asarray(json.dumps(columns))}
-        arrays.update({f"metric/{k}": v for k, v in metrics.items()})
         arrays.update({f"param/{k}": v for k, v in params.items()})
 
         def saved():
@@ -491,49 +525,72 @@ class RunFolder:
             tmp.unlink(missing_ok=True)
 
     def assemble(self, chunks: Sequence[tuple[str, int]]) -> None:
-        """Write results.csv and params.npz from the chunks, in the given order (a damaged
-        earlier copy of either is moved aside first).
+        """Write table.json, params.npz and (at most CSV_ROWS rows) results.csv from the chunks,
+        in the given order (a damaged earlier copy of any is moved aside first).
 
         Streams: one chunk's rows in memory at a time, one group's parameters at a time.
         """
         if not _is_writer():
             return
-        for path in (self.results_csv, self.params_npz):
-            self.verified(path)
-        metric_names = list(METRIC_COLUMNS)
-        for g, c in chunks:
-            with np.load(self.chunk_path(g, c)) as z:
-                metric_names += [k.removeprefix("metric/") for k in z.files
-                                 if k.startswith("metric/")
-                                 and k.removeprefix("metric/") not in metric_names]
+        import pyarrow.parquet as pq
 
-        def write_csv(f):
-            text = io.TextIOWrapper(f, newline="", encoding="utf-8")
-            writer = csv.writer(text, lineterminator="\n")
-            writer.writerow([*ID_COLUMNS, *metric_names])
-            for g, c in chunks:
-                writer.writerows(_chunk_rows(self.load_chunk(g, c), metric_names))
-            text.flush()
-            text.detach()
+        for path in (self.table_json, self.results_csv, self.params_npz):
+            self.verified(path)
+        metric_names, n_rows = list(METRIC_COLUMNS), 0
+        categories: dict[str, set] = {c: set() for c in CATEGORICAL}
+        for g, c in chunks:
+            meta = pq.read_metadata(self.rows_path(g, c))
+            n_rows += meta.num_rows
+            metric_names += [k for k in meta.schema.names if k not in (*ID_COLUMNS, "run")
+                             and k not in metric_names]
+            names = pq.read_table(self.rows_path(g, c), columns=list(CATEGORICAL))
+            for k in CATEGORICAL:
+                categories[k].update(names.column(k).unique().drop_null().to_pylist())
+        files = [self.rows_path(g, c).relative_to(self.path).as_posix() for g, c in chunks]
+        table = {"format": "parquet", "files": files, "metrics": metric_names, "rows": n_rows,
+                 "categories": {k: sorted(v) for k, v in categories.items()}}
 
         def write_params(f):
+            """Each group's leaves concatenated over its chunks, streamed chunk by chunk (an
+            .npy header, then each chunk's bytes): memory does not grow with the runs."""
             with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
                 for group in dict.fromkeys(g for g, _ in chunks):
-                    parts: dict[str, list[np.ndarray]] = {}
-                    for g, c in chunks:
-                        if g == group:
-                            for k, v in self.load_chunk(g, c).items():
-                                if k.startswith("param/") or k in ("lr", "seed"):
-                                    parts.setdefault(k.removeprefix("param/"), []).append(v)
-                                elif k == "columns":
-                                    parts["columns"] = [v]
-                    for k, v in parts.items():
-                        with zf.open(f"{group}/{k}.npy", "w", force_zip64=True) as entry:
-                            np.lib.format.write_array(entry, v[0] if k == "columns"
-                                                      else np.concatenate(v))
+                    paths = [self.chunk_path(g, c) for g, c in chunks if g == group]
+                    with np.load(paths[0]) as z:
+                        keys = [k for k in z.files if k.startswith("param/")
+                                or k in ("lr", "seed")]
+                        with zf.open(f"{group}/columns.npy", "w", force_zip64=True) as entry:
+                            np.lib.format.write_array(entry, z["columns"])
+                    for k in keys:
+                        shapes = []
+                        for path in paths:
+                            with np.load(path) as z:
+                                shapes.append((z[k].shape, z[k].dtype))
+                        (shape, dtype), n = shapes[0], sum(s[0][0] for s in shapes)
+                        header = {"descr": np.lib.format.dtype_to_descr(dtype),
+                                  "fortran_order": False, "shape": (n, *shape[1:])}
+                        name = k.removeprefix("param/")
+                        with zf.open(f"{group}/{name}.npy", "w", force_zip64=True) as entry:
+                            np.lib.format.write_array_header_1_0(entry, header)
+                            for path in paths:
+                                with np.load(path) as z:
+                                    entry.write(np.ascontiguousarray(z[k]).tobytes())
 
-        self._write(self.results_csv, write_csv)
+        if n_rows <= CSV_ROWS:
+            self._write(self.results_csv, lambda f: _write_csv(f, self.path, table))
         self._write(self.params_npz, write_params)
+        self._write(self.table_json, lambda f: f.write(json.dumps(table, indent=0).encode()))
+
+    def export_csv(self, path: str | Path | None = None) -> Path:
+        """The table as CSV text (one row per run and eval step, as results.csv), streamed chunk
+        by chunk to path (default: the folder's results.csv, checksummed in the manifest)."""
+        table = _table(self)
+        if path is None or Path(path).resolve() == self.results_csv.resolve():
+            self._write(self.results_csv, lambda f: _write_csv(f, self.path, table))
+            return self.results_csv
+        with atomic_open(path, "wb") as f:
+            _write_csv(f, self.path, table)
+        return Path(path)
 
 
 def _read_json(path: Path, what: str) -> Any:
@@ -546,7 +603,17 @@ def _read_json(path: Path, what: str) -> Any:
 
 
 def _whole(path: Path) -> bool:
-    """A chunk that reads back whole: a zip whose every array passes its CRC-32 and loads."""
+    """A chunk that reads back whole: a Parquet file that reads, or a zip whose every array
+    passes its CRC-32 and loads."""
+    if path.suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            pq.read_table(path)
+            return True
+        except (OSError, ValueError, pa.ArrowException):
+            return False
     try:
         with np.load(path) as z:
             for k in z.files:
@@ -577,16 +644,55 @@ def _refuse_changed_files(path: Path, held: Any, now: Any) -> None:
                                  "another --out folder")
 
 
-def _chunk_rows(z: dict[str, Any], metric_names: Iterable[str]) -> Iterable[list[str]]:
-    columns = json.loads(str(z["columns"]))
-    eval_every = int(z["eval_every"])
-    metric_names = list(metric_names)
-    n_evals = z["metric/train_loss"].shape[1]
-    for r in range(len(z["lr"])):
-        for e in range(n_evals):
-            ids = {**columns, "lr": z["lr"][r], "seed": z["seed"][r], "step": e * eval_every}
-            values = [z[f"metric/{m}"][r, e] if f"metric/{m}" in z else "" for m in metric_names]
-            yield [_fmt(ids.get(c)) for c in ID_COLUMNS] + [_fmt(v) for v in values]
+def _chunk_table(columns: dict[str, Any], lrs: np.ndarray, seeds: np.ndarray,
+                 eval_every: int, metrics: dict[str, np.ndarray], first_run: int):
+    """One chunk's rows as a pyarrow Table: ID_COLUMNS, run, then the metrics (float32 as
+    trained); rows run-major, eval steps inside."""
+    import pyarrow as pa
+
+    n_runs, n_evals = np.shape(next(iter(metrics.values())))
+    n = n_runs * n_evals
+    cols: dict[str, Any] = {}
+    for c in ID_COLUMNS:
+        if c == "lr":
+            cols[c] = pa.array(np.repeat(np.asarray(lrs, np.float64), n_evals))
+        elif c == "seed":
+            cols[c] = pa.array(np.repeat(np.asarray(seeds, np.int64), n_evals))
+        elif c == "step":
+            cols[c] = pa.array(np.tile(np.arange(n_evals, dtype=np.int64) * eval_every, n_runs))
+        else:
+            v = columns.get(c)
+            kind = pa.string() if c in CATEGORICAL else (
+                pa.float64() if c in FLOAT else pa.int64())
+            cols[c] = pa.nulls(n, kind) if v is None else pa.repeat(
+                pa.scalar(str(v) if c in CATEGORICAL else v, kind), n)
+    cols["run"] = pa.array(np.repeat(np.arange(first_run, first_run + n_runs, dtype=np.int64),
+                                     n_evals))
+    for k, v in metrics.items():
+        cols[k] = pa.array(np.asarray(v).reshape(-1))
+    return pa.table(cols)
+
+
+def _write_csv(f, folder: Path, table: dict[str, Any]) -> None:
+    """table.json's Parquet files as CSV text (today's results.csv format) into binary f."""
+    import pyarrow.parquet as pq
+
+    text = io.TextIOWrapper(f, newline="", encoding="utf-8")
+    writer = csv.writer(text, lineterminator="\n")
+    metric_names = table["metrics"]
+    writer.writerow([*ID_COLUMNS, *metric_names])
+    for name in table["files"]:
+        t = pq.read_table(folder / name)
+        n = t.num_rows
+        ids = [t.column(c).to_pylist() if c in ("lr", "seed", "step")
+               else [t.column(c)[0].as_py()] * n for c in ID_COLUMNS] if n else []
+        values = [t.column(m).to_numpy() if m in t.column_names else None
+                  for m in metric_names]
+        for r in range(n):
+            writer.writerow([_fmt(col[r]) for col in ids]
+                            + ["" if v is None else _fmt(v[r]) for v in values])
+    text.flush()
+    text.detach()
 
 
 # --- reading: the typed table ------------------------------------------------------------------
@@ -597,24 +703,38 @@ NULLABLE_INTEGER = ("n_train", "d", "teacher_width")
 FLOAT = ("noise", "linear_weight", "teacher_shortcut", "lr")
 
 
-def _finished(folder: str | Path) -> RunFolder:
-    """The RunFolder of a finished sweep, its results.csv verified, else a ValueError naming
+def _finished(folder: str | Path, table_only: bool = False) -> RunFolder:
+    """The RunFolder of a finished sweep, its table (table.json and its files, or an older
+    folder's results.csv) and (unless table_only) params.npz verified, else a ValueError naming
     the folder and what is missing."""
     f = RunFolder(folder)
     if not (f.path / "config.json").is_file():
         raise ValueError(f"folder: {f.path} is not a sweep folder (no config.json); expected a "
                          "folder written by run_sweep, `shortcut-jax sweep` or `compare`")
-    manifest = f.read_manifest()
-    for path in (f.results_csv, f.params_npz):
+    manifest = f.read_manifest()  # a damaged one is named, not moved aside: this only reads
+    table = f.table_json if f.table_json.is_file() else f.results_csv
+    for path in (table, f.params_npz)[:1 if table_only else 2]:
         if not path.is_file():
             raise ValueError(f"folder: {f.path} is an unfinished sweep (no {path.name}); rerun "
                              "the command that started it to finish it")
-        want = manifest.get(path.name)
-        info = path.stat()
-        if want is not None and _digest(path, info.st_mtime_ns, info.st_size) != want:
-            raise ValueError(f"folder: {path} fails its recorded checksum (damaged?); rerun "
-                             "the command that wrote the folder to rebuild it from the chunks")
+        _check(f, path, manifest)
+    if table == f.table_json:
+        for name in _table(f)["files"]:
+            _check(f, f.path / name, manifest)
     return f
+
+
+def _check(f: RunFolder, path: Path, manifest: dict[str, str]) -> None:
+    """A ValueError naming path if it is missing or fails its recorded checksum."""
+    want = manifest.get(path.relative_to(f.path).as_posix())
+    try:
+        info = path.stat()
+    except OSError:
+        info = None
+    if info is None or (want is not None
+                        and _digest(path, info.st_mtime_ns, info.st_size) != want):
+        raise ValueError(f"folder: {path} fails its recorded checksum (damaged?); rerun "
+                         "the command that wrote the folder to rebuild it from the chunks")
 
 
 @contextlib.contextmanager
@@ -627,6 +747,16 @@ def _unreadable(path: Path):
                          "the folder to rebuild it from the chunks") from None
 
 
+def _table(f: RunFolder) -> dict[str, Any]:
+    """table.json of a finished folder (its Parquet files in run order, metric names)."""
+    if not f.table_json.is_file():
+        raise ValueError(f"folder: {f.path} has no Parquet table (table.json); it was written "
+                         "before the kit stored results as Parquet, and its results.csv is the "
+                         "table")
+    return _read_json(f.table_json, "rerun the command that wrote the folder to rebuild it "
+                                    "from the chunks")
+
+
 @functools.lru_cache(maxsize=32)
 def _digest(path: Path, mtime_ns: int, size: int) -> str:
     """sha256 of a file version: a report reads params.npz once per run group, and each read
@@ -634,7 +764,7 @@ def _digest(path: Path, mtime_ns: int, size: int) -> str:
     return sha256(path)
 
 
-def load(folder: str | Path):
+def load(folder: str | Path, columns: Sequence[str] | None = None, **selectors):
     """A finished sweep folder as a pandas DataFrame: one row per (run, eval step), typed.
 
     Names (dataset, variant, shortcut_init, optimizer, loss_fn, batch_size) are categoricals;
@@ -644,10 +774,112 @@ def load(folder: str | Path):
     (shortcut_init is NA for the plain network); lr and metrics float64. The folder's
     config.json: RunFolder(folder).config() (not in df.attrs: pandas deep-copies attrs on every
     operation).
+
+    columns: only these columns (in table order); selectors: only the rows whose column
+    equals the value or one of a list of values, e.g. step=100, variant="plain" -- both read
+    from the Parquet files as asked (pyarrow filters), not from the whole table. A selector
+    naming no such column, or a value the table does not hold, is a ValueError.
     """
+    f = _finished(folder, table_only=True)
+    if not f.table_json.is_file():
+        return _load_csv(f, columns, selectors)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    table = _table(f)
+    names = [*ID_COLUMNS, "run", *table["metrics"]]
+    wanted = _wanted_columns(names, columns, selectors)
+    schema = pa.schema([(c, _ARROW_TYPES.get(c, pa.float32())) for c in names])
+    fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(
+        dictionary_columns=list(CATEGORICAL)))
+    data = ds.dataset([str(f.path / name) for name in table["files"]], schema=schema,
+                      format=fmt)
+    where = None
+    for c, v in selectors.items():
+        values = list(v) if isinstance(v, (list, tuple, set)) else [v]
+        values = [str(x) for x in values] if c in CATEGORICAL else values
+        kind = pa.string() if c in CATEGORICAL else schema.field(c).type
+        try:
+            cond = pc.field(c).isin(pa.array(values, kind))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            raise ValueError(f"{c}={v!r}: expected values of type {kind}") from None
+        where = cond if where is None else where & cond
+    read = [c for c in names if c in wanted or c in selectors]
+    # one thread: on a busy 2-core machine pyarrow's threads made a whole read 2-3x slower
+    got = data.to_table(columns=read, filter=where, use_threads=False)
+    for c, v in selectors.items():  # a value absent from the rows read: is it in the table?
+        values = list(v) if isinstance(v, (list, tuple, set)) else [v]
+        held = got.column(c).unique().to_pylist()
+        if not all(any(_same(x, p) for p in held) for x in values):
+            _name_missing(lambda c: data.to_table(columns=[c]).column(c).unique().to_pylist(),
+                          {c: v})
+    got = got.select(wanted)
+    got = got.cast(pa.schema([pa.field(c, pa.float64()) if got.schema.field(c).type ==
+                              pa.float32() else got.schema.field(c) for c in wanted]))
+    # split_blocks, self_destruct: the columns are handed over one by one, not consolidated
+    return _typed(got.to_pandas(split_blocks=True, self_destruct=True), table["categories"])
+
+
+_ARROW_TYPES: dict[str, Any] = {}
+
+
+def _arrow_types() -> None:
+    import pyarrow as pa
+
+    _ARROW_TYPES.update({c: pa.dictionary(pa.int32(), pa.string()) for c in CATEGORICAL})
+    _ARROW_TYPES.update({c: pa.int64() for c in (*INTEGER, *NULLABLE_INTEGER, "run")})
+    _ARROW_TYPES.update({c: pa.float64() for c in FLOAT})
+
+
+def _wanted_columns(names: list[str], columns: Sequence[str] | None,
+                    selectors: dict[str, Any]) -> list[str]:
+    """The table's names that `columns` asks for, in table order; unknown names (in columns
+    or selectors) are a ValueError listing the columns."""
+    if not _ARROW_TYPES:
+        _arrow_types()
+    if isinstance(columns, str):
+        columns = [columns]
+    for c in [*(columns or ()), *selectors]:
+        if c not in names:
+            raise ValueError(f"{c}: no such column in this table; expected one of {names}")
+    return names if columns is None else [c for c in names if c in columns]
+
+
+def _name_missing(present_of: Callable[[str], list], selectors: dict[str, Any]) -> None:
+    """A selector value the table does not hold: a ValueError listing the values it has."""
+    for c, v in selectors.items():
+        values = list(v) if isinstance(v, (list, tuple, set)) else [v]
+        present = [p for p in present_of(c) if p is not None and p == p]
+        for x in values:
+            if not any(_same(x, p) for p in present):
+                raise ValueError(f"{c}={x!r}: no such value in this sweep; expected one of "
+                                 f"{sorted(present, key=str)}")
+
+
+def _typed(df, categories: dict[str, list[str]]):
+    """The Parquet table's pandas frame in load's types (categories: the whole table's values,
+    sorted; batch sizes in size order; shortcut_init NA for plain runs)."""
     import pandas as pd
 
-    f = _finished(folder)
+    for c in df.columns:
+        if c in CATEGORICAL:
+            df[c] = df[c].astype("category")
+            cats = sorted(categories[c])
+            if c == "batch_size":
+                cats = sorted(cats, key=lambda b: (b == "full", int(b) if b != "full" else 0))
+            df[c] = df[c].cat.set_categories(cats, ordered=c == "batch_size")
+        elif c in NULLABLE_INTEGER:
+            df[c] = df[c].astype(pd.Int64Dtype())
+        elif c not in (*INTEGER, *FLOAT, "run") and df[c].dtype != np.float64:
+            df[c] = df[c].astype(np.float64)
+    return df
+
+
+def _load_csv(f: RunFolder, columns: Sequence[str] | None, selectors: dict[str, Any]):
+    """load() of a folder written before the Parquet table: its results.csv."""
+    import pandas as pd
+
     dtypes = {**dict.fromkeys(CATEGORICAL, "category"), **dict.fromkeys(INTEGER, "int64"),
               **dict.fromkeys(NULLABLE_INTEGER, "Int64"), **dict.fromkeys(FLOAT, "float64")}
     with _unreadable(f.results_csv):
@@ -668,17 +900,23 @@ def load(folder: str | Path):
     df["batch_size"] = df["batch_size"].cat.reorder_categories(sizes, ordered=True)
     keys = pd.util.hash_pandas_object(df[list(ID_COLUMNS[:-1])], index=False)
     df.insert(len(ID_COLUMNS), "run", pd.factorize(keys)[0].astype("int64"))
-    return df
+    wanted = _wanted_columns(list(df.columns), columns, selectors)
+    mask = np.ones(len(df), bool)
+    for c, v in selectors.items():
+        values = list(v) if isinstance(v, (list, tuple, set)) else [v]
+        mask &= df[c].astype(object).map(
+            lambda p, vs=values: any(_same(x, p) for x in vs)).to_numpy(bool)
+    if selectors:
+        _name_missing(lambda c: df[c].unique().tolist(), selectors)
+    return df.loc[mask, wanted].reset_index(drop=True)
 
 
 def final_rows(df, **selectors):
     """The rows of load(folder) at each run's last eval step that match selectors
     (column=value or column=[values]); an unknown column or value is a ValueError listing the
     valid ones."""
-    from shortcut_jax import stats
-
     runs = [c for c in ID_COLUMNS if c != "step"]
-    last = stats.final(df)
+    last = df[df["step"] == df["step"].groupby(df["run"]).transform("max")]  # as stats.final
     mask = np.ones(len(last), bool)
     for column, wanted in selectors.items():
         if column not in runs:

@@ -129,7 +129,8 @@ class Grid:
     test_fraction: float = 0.3
     csv: str | None = None
     target: str | None = None
-    chunk_size: int | None = None  # runs per results file, in blocks; None: memory_budget
+    chunk_size: int | None = None  # runs per results file, in blocks; None: memory_budget,
+    # at most CHUNK_RUNS
     block_size: int | None = None  # runs per device per call; None: auto_block_size
     memory_budget: int = 1 << 30  # bytes a chunk may take on one device
 
@@ -504,11 +505,17 @@ def estimate_bytes_per_run(config: TrainConfig, d: int) -> int:
     return 4 * (3 * n_params + config.num_evals * n_metrics) + 64
 
 
+CHUNK_RUNS = 4096
+"""Runs of a chunk at most, unless Grid.chunk_size says otherwise: the host holds a chunk's
+states and metrics (~20 kB a run measured with h = 16 and 11 eval points, experiments/
+BENCHMARKS.md), so a sweep's peak memory does not grow with its number of runs."""
+
+
 def chunk_size_for(grid: Grid, config: TrainConfig, n_runs: int, n_devices: int,
                    data: Dataset) -> int:
     """Runs per chunk (whole blocks) on this data set: the grid's chunk_size, else what fits
-    memory_budget per device. The block's activations (block x (train + val + test rows) x h x
-    ~8 floats) come off first.
+    memory_budget per device, at most CHUNK_RUNS (rounded up to whole blocks). The block's
+    activations (block x (train + val + test rows) x h x ~8 floats) come off first.
     """
     n_train, d = np.shape(data.X_train)
     block = grid.block(n_train, config.h)
@@ -520,6 +527,7 @@ def chunk_size_for(grid: Grid, config: TrainConfig, n_runs: int, n_devices: int,
         per_run = estimate_bytes_per_run(config, d)
         activations = block * rows * config.h * 8 * 4
         size = max(1, (grid.memory_budget - activations) // per_run) * n_devices
+        size = min(size, CHUNK_RUNS)  # the host holds a chunk: memory flat in the run count
     size = min(size, n_runs)
     return max(quantum, -(-size // quantum) * quantum)  # round up to whole blocks per device
 
@@ -590,9 +598,11 @@ def run_sweep(grid: Grid, out_dir: str, *, load: Callable[[DataSpec], Dataset] |
         if jax.process_count() > 1:  # process 0's folder decides, for every process alike
             done = np.asarray(multihost_utils.broadcast_one_to_all(done), bool)
         todo = [c for c, ok in zip(chunks, done) if not ok]
+        starts = np.cumsum([0] + [len(c[2]) for c in chunks])  # each chunk's first run
+        first_run = {(g.name, c): int(n) for (g, c, _, _), n in zip(chunks, starts)}
         folder.counts = {"trained": sum(len(c[2]) for c in todo),
                          "resumed": sum(len(c[2]) for c, ok in zip(chunks, done) if ok)}
-        _train(grid, folder, datasets, mesh, todo, progress, timings)
+        _train(grid, folder, datasets, mesh, todo, progress, timings, first_run)
         t0 = time.perf_counter()
         folder.assemble([(g.name, c) for g, c, _, _ in chunks])
         timings["write"] += time.perf_counter() - t0
@@ -600,7 +610,7 @@ def run_sweep(grid: Grid, out_dir: str, *, load: Callable[[DataSpec], Dataset] |
     return folder
 
 
-def _train(grid, folder, datasets, mesh, todo, progress, timings) -> None:
+def _train(grid, folder, datasets, mesh, todo, progress, timings, first_run) -> None:
     """Train and save every chunk in `todo`; adds to timings (compile from JAX's own events)."""
     from shortcut_jax import compilation
 
@@ -654,7 +664,8 @@ def _train(grid, folder, datasets, mesh, todo, progress, timings) -> None:
                           seeds[:n_real], group.config.eval_every,
                           {k: v[:n_real] for k, v in metrics.items() if k not in dropped},
                           {k: np.asarray(v)[:n_real] for k, v in params._asdict().items()
-                           if v is not None and k not in dropped})
+                           if v is not None and k not in dropped},
+                          first_run=first_run[group.name, c])
         timings["write"] += time.perf_counter() - t0
     bar.close()
 

@@ -92,13 +92,13 @@ def test_process_section_quick(tmp_path):
 def test_a_failing_command_is_reported(tmp_path, monkeypatch):
     """A command that fails is recorded with the tail of its stderr; the section goes on and
     its summary and table say so."""
-    run = bench.run_process(["sweep", "--widths", "0"], bench._cache_home(tmp_path / "c"),
-                            tmp_path / "w")
+    run = bench.run_process(["sweep", "--widths", "0"],
+                            bench.processes._cache_home(tmp_path / "c"), tmp_path / "w")
     assert run["returncode"] == 2 and "--widths" in run["error"] and run["phases"] == {}
     ok = {"wall_s": 2.0, "returncode": 0, "timings": {"command": 1.0}, "error": None,
           "phases": {"data": 0.5, "compile": 0.5}, "startup_s": 0.7, "other_s": 0.3}
     runs = iter([dict(run), dict(ok), dict(ok), dict(run)])
-    monkeypatch.setattr(bench, "run_process", lambda *a, **k: next(runs))
+    monkeypatch.setattr(bench.processes, "run_process", lambda *a, **k: next(runs))
     proc = bench.process_times({"bad": ["sweep", "--widths", "0"]}, 2)
     assert [(r["cache"], r["rep"]) for r in proc["runs"]] == [
         ("cold", 0), ("warm", 0), ("cold", 1), ("warm", 1)]
@@ -106,7 +106,7 @@ def test_a_failing_command_is_reported(tmp_path, monkeypatch):
     assert rows["cold"]["failed"] == 1 and rows["cold"]["wall_s"] == 2.0
     assert rows["warm"]["failed"] == 1 and "--widths" in rows["warm"]["error"]
     assert rows["warm"]["phases"]["compile"] == 0.5 and rows["warm"]["phases"]["train"] is None
-    md = bench._process_markdown(proc)
+    md = bench.tables._process_markdown(proc)
     assert "| bad | cold | 1 (1 failed) | 2.00 |" in "\n".join(md)
     assert "bad (warm cache) failed:" in md
 
@@ -217,3 +217,20 @@ def test_importing_the_command_loads_neither_torch_nor_matplotlib():
             "sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr[-2000:]
+
+
+def test_the_store_section_times_sweep_load_and_report_in_processes(tmp_path):
+    """One tiny size: a sweep, loading its table and its report, each a fresh process with its
+    own wall time and peak memory; the table names them."""
+    from shortcut_jax.bench import store
+
+    rows = store.store_scaling([12], quick=True, timeout=300)
+    assert [(r["runs"], r["step"], r["error"]) for r in rows] == [
+        (12, "sweep", None), (12, "load", None), (12, "report", None)]
+    assert all(r["wall_s"] > 0 and r["peak_mb"] > 50 for r in rows)
+    md = bench.markdown({"versions": {"device": "cpu", "platform": "x", "cpus": 2, "jax": "0"},
+                         "store": rows})
+    assert "## Sweep, load and report against the number of runs" in md
+    assert "| 12 | load |" in md
+    store.plot_store(rows, tmp_path / "store.png")
+    assert (tmp_path / "store.png").stat().st_size > 0

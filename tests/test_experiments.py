@@ -192,6 +192,7 @@ def test_the_report_follows_validation_when_test_would_pick_another_lr(tmp_path)
     manifest = json.loads((out / "manifest.json").read_text())
     manifest["results.csv"] = sj.data.file_sha256(out / "results.csv")
     (out / "manifest.json").write_text(json.dumps(manifest))
+    (out / "table.json").unlink()  # the edited results.csv is the table (an older folder)
     rep = sj.report.build(out, hessians=False)
     selected = rep.tables["selected"]
     assert set(selected["lr"]) == {0.1}

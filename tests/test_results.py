@@ -118,14 +118,18 @@ def _flip(p):
     p.write_bytes(bytes(raw))
 
 
+@pytest.mark.parametrize("suffix", ["npz", "parquet"])
 @pytest.mark.parametrize("damage", [_truncate, _empty, _flip], ids=["truncated", "empty",
                                                                      "flipped-byte"])
-def test_a_damaged_chunk_is_named_moved_aside_and_recomputed(whole, tmp_path, damage):
+def test_a_damaged_chunk_is_named_moved_aside_and_recomputed(whole, tmp_path, damage, suffix):
     out = tmp_path / "run"
     sj.run_sweep(sj.Grid(**SMALL), str(out), progress=False)
-    chunk = sorted((out / "chunks").glob("*.npz"))[1]
+    chunk = sorted((out / "chunks").glob(f"*.{suffix}"))[1]
     original = chunk.read_bytes()
     damage(chunk)
+    if suffix == "parquet":  # the table's own file: loading it names it
+        with pytest.raises(ValueError, match=rf"{chunk.name} fails its recorded checksum"):
+            sj.load_results(out)
     with pytest.warns(results.DamagedFileWarning, match=rf"{chunk.name} fails its recorded "
                                                         r"checksum: moved to .*chunks/damaged"):
         sj.run_sweep(sj.Grid(**SMALL), str(out), progress=False)
@@ -147,13 +151,14 @@ def test_a_chunk_copied_from_another_sweep_is_caught(whole, tmp_path):
     same_folders(whole, out)
 
 
-@pytest.mark.parametrize("name", ["results.csv", "params.npz"])
+@pytest.mark.parametrize("name", ["table.json", "results.csv", "params.npz"])
 def test_a_damaged_results_file_is_moved_aside_and_rebuilt(whole, tmp_path, name):
     out = tmp_path / "run"
     sj.run_sweep(sj.Grid(**SMALL), str(out), progress=False)
     _flip(out / name)
-    with pytest.raises(ValueError, match=rf"{name} fails its recorded checksum"):
-        sj.load_results(out) if name == "results.csv" else sj.load_params(out)
+    if name != "results.csv":  # the table is Parquet: load reads no results.csv
+        with pytest.raises(ValueError, match=rf"{name} fails its recorded checksum"):
+            sj.load_results(out) if name == "table.json" else sj.load_params(out)
     with pytest.warns(results.DamagedFileWarning, match=rf"{name} fails its recorded checksum"):
         sj.run_sweep(sj.Grid(**SMALL), str(out), progress=False)
     assert len(list((out / "chunks" / "damaged").glob(name + ".*"))) == 1
@@ -231,10 +236,11 @@ def test_load_gives_one_typed_row_per_run_and_eval_step(whole):
     assert df.loc[df.variant == "plain", "shortcut_init"].isna().all()
     assert set(df.loc[df.variant == "shortcut", "shortcut_init"]) == {"zeros"}
     assert list(df["batch_size"].cat.categories) == ["full"]
-    # the same numbers as the CSV text, parsed independently
+    # the same numbers as the CSV text (float32 as trained, widened exactly), parsed
+    # independently
     with open(whole / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [float(r["test_loss"]) for r in rows] == df["test_loss"].tolist()
+    assert [float(np.float32(r["test_loss"])) for r in rows] == df["test_loss"].tolist()
     assert results.RunFolder(whole).config()["config"]["grid"]["seeds"] == 4
 
 
@@ -312,10 +318,110 @@ def test_only_process_0_judges_and_writes_the_folder(tmp_path, monkeypatch):
         results.RunFolder(out).prepare({"a": 1}, {})
 
 
-def test_load_types_every_column_without_a_dtype_warning(whole, monkeypatch):
-    """Each column of results.csv gets a dtype: untyped, pandas' low-memory reader guesses per
-    chunk (~260k rows) and warned "DtypeWarning: Columns (32: grad_norm_W) have mixed types" on
-    a 24,576-run folder (plain rows first, whose grad_norm_W is empty)."""
+# --- the Parquet table: columns and rows as asked, older CSV folders --------------------------
+
+
+def _as_csv_folder(whole, tmp_path):
+    """A copy of `whole` as the kit wrote folders before the Parquet table: results.csv, no
+    table.json, no Parquet chunks."""
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(whole, old)
+    (old / "table.json").unlink()
+    for p in (old / "chunks").glob("*.parquet"):
+        p.unlink()
+    return old
+
+
+def test_the_parquet_table_equals_the_csv_text_and_an_older_csv_folder_loads(whole, tmp_path):
+    """Every column of the Parquet table against results.csv parsed with the csv module (NA
+    where empty; metrics the float32 of their text), and an older folder holding results.csv
+    only loads to the same frame, metrics to float32 precision."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no DtypeWarning, nothing else
+        df = sj.load_results(whole)
+        old = sj.load_results(_as_csv_folder(whole, tmp_path))
+    with open(whole / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(df)
+    for c in rows[0]:
+        want = [r[c] for r in rows]
+        got = df[c].astype(object).tolist()
+        if c in results.ID_COLUMNS:
+            assert [None if w == "" else w for w in want] == [
+                None if pd.isna(g) else (g if isinstance(g, str) else _text(g)) for g in got], c
+        else:  # metrics: NaN where the run has none (a plain run's grad_norm_W)
+            assert [np.nan if w == "" else float(np.float32(w)) for w in want] == pytest.approx(
+                got, nan_ok=True, rel=0, abs=0), c
+    assert df["grad_norm_W"][df.variant == "plain"].isna().all()
+    assert df["grad_norm_W"][df.variant == "shortcut"].notna().all()
+    assert df["run"].tolist() == [i // 3 for i in range(len(df))]  # runs in file order
+    assert list(old.columns) == list(df.columns) and (old.dtypes == df.dtypes).all()
+    pd.testing.assert_frame_equal(old, df, check_exact=False, rtol=1e-7, atol=0)
+    for c in df.columns:
+        if isinstance(df[c].dtype, pd.CategoricalDtype):
+            assert list(old[c].cat.categories) == list(df[c].cat.categories), c
+
+
+def _text(v):
+    """A value of the typed table as results.csv writes it."""
+    return repr(float(v)) if isinstance(v, float) else str(v)
+
+
+@pytest.mark.parametrize("csv_folder", [False, True], ids=["parquet", "older-csv"])
+def test_columns_and_selectors_equal_filtering_the_whole_table(whole, tmp_path, csv_folder):
+    folder = _as_csv_folder(whole, tmp_path) if csv_folder else whole
+    df = sj.load_results(folder)
+    cases = [
+        (["seed", "test_acc"], dict(variant="shortcut", seed=[2, 0], step=10)),
+        (["variant", "lr", "val_loss", "run"], dict(step=[0, 5], lr=0.5)),
+        (None, dict(dataset="xor", width=3, batch_size="full")),
+        (["test_acc"], dict()),
+    ]
+    for columns, selectors in cases:
+        got = sj.load_results(folder, columns=columns, **selectors)
+        mask = np.ones(len(df), bool)
+        for c, v in selectors.items():
+            mask &= df[c].isin(v if isinstance(v, list) else [v]).to_numpy()
+        want = df.loc[mask, [c for c in df.columns if columns is None or c in columns]]
+        pd.testing.assert_frame_equal(got, want.reset_index(drop=True))
+    # a combination no run has: an empty frame, still typed
+    empty = sj.load_results(folder, variant="plain", shortcut_init="zeros")
+    assert empty.empty and (empty.dtypes == df.dtypes).all()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(columns=["test_acc", "colour"]), r"colour: no such column in this table; expected "
+                                           r"one of \['dataset'"),
+    (dict(colour="red"), r"colour: no such column"),
+    (dict(variant="resnet"), r"variant='resnet': no such value in this sweep; expected one of "
+                             r"\['plain', 'shortcut'\]"),
+    (dict(step=[5, 7]), r"step=7: no such value in this sweep; expected one of \[0, 10, 5\]"),
+    (dict(seed="two"), r"seed='two': expected values of type int64"),
+])
+def test_load_names_bad_columns_and_selectors(whole, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        sj.load_results(whole, **kwargs)
+
+
+def test_export_writes_the_table_as_csv(whole, tmp_path):
+    from shortcut_jax import cli
+
+    assert cli.main(["export", str(whole), "--csv", "--out", str(tmp_path / "t.csv")]) == 0
+    df = sj.load_results(whole)
+    with open(tmp_path / "t.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["seed"]) for r in rows] == df["seed"].tolist()
+    assert [float(np.float32(r["val_loss"])) for r in rows] == df["val_loss"].tolist()
+    assert cli.main(["export", str(tmp_path), "--csv"]) == 2
+
+
+def test_load_types_every_column_without_a_dtype_warning(whole, tmp_path, monkeypatch):
+    """Each column of an older folder's results.csv gets a dtype: untyped, pandas' low-memory
+    reader guesses per chunk (~260k rows) and warned "DtypeWarning: Columns (32: grad_norm_W)
+    have mixed types" on a 24,576-run folder (plain rows first, whose grad_norm_W is empty)."""
+    old = _as_csv_folder(whole, tmp_path)
     given = []
     read_csv = pd.read_csv
 
@@ -326,8 +432,8 @@ def test_load_types_every_column_without_a_dtype_warning(whole, monkeypatch):
     monkeypatch.setattr(pd, "read_csv", spy)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        df = sj.load_results(whole)
-    with open(whole / "results.csv", newline="") as f:
+        df = sj.load_results(old)
+    with open(old / "results.csv", newline="") as f:
         header = next(csv.reader(f))
     (dtypes,) = [g for g in given if g is not None]
     assert set(header) <= set(dtypes)

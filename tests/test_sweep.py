@@ -131,6 +131,18 @@ def test_memory_budget_splits_into_chunks():
     assert 2 <= size < len(grid.runs()) and size % 2 == 0  # whole blocks
 
 
+def test_a_chunk_holds_at_most_4096_runs_unless_asked():
+    """The host holds a chunk: by default at most 4096 runs (whole blocks), however many runs
+    the memory budget would allow, so a sweep's memory does not grow with its seeds."""
+    grid = sj.Grid(**{**SMALL, "seeds": 10_000, "block_size": 64})
+    group = grid.groups()[0]
+    data = sj.data.get_dataset("xor", 0, n_train=64, n_test=64)
+    assert sweep_lib.chunk_size_for(grid, group.config, 20_000, 2, data) == 4096
+    assert sweep_lib.chunk_size_for(grid, group.config, 1000, 2, data) == 1024  # whole blocks
+    asked = sj.Grid(**{**SMALL, "seeds": 10_000, "block_size": 64, "chunk_size": 8192})
+    assert sweep_lib.chunk_size_for(asked, group.config, 20_000, 2, data) == 8192
+
+
 def test_same_config_twice_is_bitwise_identical(reference, tmp_path):
     sj.run_sweep(sj.Grid(**SMALL), str(tmp_path / "again"), progress=False)
     assert (reference / "results.csv").read_bytes() == \
