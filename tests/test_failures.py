@@ -238,18 +238,25 @@ def test_a_damaged_manifest_is_named_and_rebuilt_from_the_chunks(whole, tmp_path
     assert manifest == json.loads((whole / "manifest.json").read_text())
 
 
-def test_a_damaged_results_csv_without_a_checksum_is_named(whole, tmp_path):
+@pytest.mark.parametrize("name, text", [
+    ("results.csv", "dataset,step\nxor,0,1,2\n"),  # an older folder, its table results.csv
+    ("table.json", '{"format": "parquet", "files": ['),  # the Parquet table's index
+])
+def test_a_damaged_results_file_without_a_checksum_is_named(whole, tmp_path, name, text):
     out = tmp_path / "run"
     shutil.copytree(whole, out)
     manifest = json.loads((out / "manifest.json").read_text())
-    del manifest["results.csv"]
+    del manifest[name]
+    if name == "results.csv":  # as the kit wrote folders before the Parquet table
+        del manifest["table.json"]
+        (out / "table.json").unlink()
     (out / "manifest.json").write_text(json.dumps(manifest))
-    (out / "results.csv").write_text("dataset,step\nxor,0,1,2\n")
+    (out / name).write_text(text)
     proc = command("report", str(out), "--no-hessians")
     assert proc.returncode == 2
-    assert proc.stderr.startswith(f"error: folder: {out / 'results.csv'} cannot be read (")
-    assert proc.stderr.endswith("); rerun the command that wrote the folder to rebuild it from "
-                                "the chunks\n")
+    assert proc.stderr.startswith(f"error: folder: {out / name} cannot be read (")
+    assert proc.stderr.rstrip("\n").endswith("rerun the command that wrote the folder to "
+                                              "rebuild it from the chunks")
 
 
 FULL_DISK = """
