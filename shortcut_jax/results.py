@@ -470,6 +470,7 @@ class RunFolder:
         return self.path / "chunks" / f"{group}-{chunk:04d}.npz"
 
     def rows_path(self, group: str, chunk: int) -> Path:
+        """chunks/GROUP-NNNN.parquet of the folder: the chunk's rows."""
         return self.path / "chunks" / f"{group}-{chunk:04d}.parquet"
 
     def has_chunk(self, group: str, chunk: int) -> bool:
