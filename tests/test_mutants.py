@@ -2,6 +2,7 @@
 hand-computed numbers for what the other tests left unchecked."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.stats
 
@@ -123,3 +124,93 @@ def test_best_lr_breaks_a_tie_between_many_lrs_towards_the_smallest():
     df = table([{"seed": s, "lr": lr, "val_acc": v} for lr, v in zip(lrs, val)
                 for s in range(2)])
     assert set(stats.best_lr(df)["lr"]) == {lrs[val == 0.8].min()}
+
+
+def _by_width(diffs: dict[int, list[float]], metric="test_acc") -> "object":
+    """Plain at 0, shortcut at the difference, per width and seed: the differences exactly."""
+    return table([r for w, ds in diffs.items() for s, d in enumerate(ds)
+                  for r in ({"variant": "plain", "width": w, "seed": s, metric: 0.0},
+                            {"variant": "shortcut", "shortcut_init": "zeros", "width": w,
+                             "seed": s, metric: d})])
+
+
+def test_p_values_of_many_tables_at_once_equal_scipy_one_by_one():
+    """One paired() call over configurations of each kind, so the vectorized tests run on
+    blocks that mix them: each p value equals scipy's on that configuration alone."""
+    diffs = {1: [0.1, 0.2, 0.35],         # no ties, no zeros: exact Wilcoxon
+             2: [0.1, -0.2, 0.2],         # a tie in |d| (not the smallest): normal approx
+             3: [0.0, 0.2, 0.3],          # a zero: normal approx
+             4: [1.0, 1.0, 1.0],          # constant: t p = 0
+             5: [0.0, 0.0, 0.0],          # all zero: no test
+             6: [0.1, 0.3],               # two pairs: tested
+             7: [0.4],                    # one pair: no test
+             8: [0.5, 0.1, 0.25],         # exact, another p in the same block
+             9: [1e-6, 1e-6 * (1 + 1e-9), 1e-6 * (1 + 2e-9)],  # nearly constant: tested
+             10: [0.1 + 0.2, 0.3, 0.3]}   # constant but for rounding: t p = 0
+    out = stats.paired(_by_width(diffs), "test_acc", by=["width"]).set_index("width")
+    assert out["p_ttest"].dtype == np.float64
+    for w, d in diffs.items():
+        d = np.asarray(d)
+        t, wx = out.loc[w, "p_ttest"], out.loc[w, "p_wilcoxon"]
+        if d.size < 2 or not d.any():
+            assert np.isnan(t) and np.isnan(wx), w
+            continue
+        if w in (4, 10):
+            assert t == 0.0, w
+        else:
+            assert t == pytest.approx(scipy.stats.ttest_1samp(d, 0.0).pvalue, rel=1e-9, abs=0), w
+        tied = len(set(np.abs(d))) < d.size or (d == 0).any()
+        want = scipy.stats.wilcoxon(d, method="approx" if tied else "exact").pvalue
+        assert wx == pytest.approx(want, rel=1e-9, abs=0), w
+
+
+def test_paired_defaults_names_and_the_columns_it_offers():
+    df = _by_width({2: [0.1, 0.2, 0.3]})
+    out = stats.paired(df)  # test_acc by default
+    assert out["metric"].tolist() == ["test_acc"]
+    assert stats.paired(df, "test_acc", by=["width"])["metric"].tolist() == ["test_acc"]
+    df["run"] = stats.run_ids(df)  # as results.load gives it
+    with pytest.raises(ValueError, match=r"metric: 'nope' is not a column; expected one of "
+                                         r"\['test_acc'\]$"):
+        stats.paired(df, "nope")
+
+
+def test_paired_steps_to_tau_uses_the_given_tau():
+    df = table([{"variant": v, "shortcut_init": "zeros" if v == "shortcut" else None,
+                 "seed": s, "step": st, "train_loss": loss}
+                for s in range(3) for v, reach in (("plain", 20), ("shortcut", 10))
+                for st, loss in ((0, 1.0), (10, 0.5 if reach == 10 else 0.9), (20, 0.5))])
+    row = stats.paired(df, stats.STEPS, tau=0.6).iloc[0]
+    assert row["n_used"] == 3 and row["diff_mean"] == -10.0 and row["win_rate"] == 1.0
+
+
+def test_paired_leaves_nan_pairs_out_of_the_win_rate():
+    df = _by_width({2: [0.1, np.nan, -0.1, 0.2]})
+    row = stats.paired(df, "test_acc").iloc[0]
+    assert row["n_pairs"] == 4 and row["n_used"] == 3
+    assert row["win_rate"] == pytest.approx(2 / 3)
+
+
+def test_paired_win_rate_of_a_loss_counts_lower_as_a_win():
+    row = stats.paired(_by_width({2: [-0.1, -0.2, 0.3]}, "test_loss"), "test_loss").iloc[0]
+    assert row["win_rate"] == pytest.approx(2 / 3)
+
+
+def test_paired_refuses_several_plain_runs_for_one_shortcut_run():
+    """Left out of the matching (ignore), an axis with several values would pair one shortcut
+    run with several plain runs: refused, not averaged silently."""
+    df = table([{"variant": v, "shortcut_init": "zeros" if v == "shortcut" else None,
+                 "seed": s, "lr": lr, "test_acc": 0.5} for v in ("plain", "shortcut")
+                for s in range(2) for lr in (0.1, 1.0)])
+    with pytest.raises(pd.errors.MergeError):
+        stats.paired(df, "test_acc", ignore=("lr",))
+
+
+def test_paired_keeps_only_observed_groups_in_sorted_order():
+    rows = [{"variant": v, "shortcut_init": "zeros" if v == "shortcut" else None,
+             "dataset": ds, "width": w, "seed": s, "test_acc": 0.5 + 0.1 * (v == "shortcut")}
+            for ds, w in (("xor", 8), ("moons", 4), ("xor", 2)) for s in range(2)
+            for v in ("plain", "shortcut")]
+    out = stats.paired(table(rows), "test_acc", by=["dataset", "width"])
+    assert [(str(d), w) for d, w in out[["dataset", "width"]].itertuples(index=False)] == [
+        ("moons", 4), ("xor", 2), ("xor", 8)]
