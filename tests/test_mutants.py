@@ -214,3 +214,21 @@ def test_paired_keeps_only_observed_groups_in_sorted_order():
     out = stats.paired(table(rows), "test_acc", by=["dataset", "width"])
     assert [(str(d), w) for d, w in out[["dataset", "width"]].itertuples(index=False)] == [
         ("moons", 4), ("xor", 2), ("xor", 8)]
+
+
+def test_t_interval_of_two_values_and_of_float32_values_in_float64():
+    mean, lo, hi = stats.t_interval([1.0, 3.0])
+    half = 12.706204736174698 * np.sqrt(2.0) / np.sqrt(2)  # t_{0.975, 1} (tables), s = sqrt 2
+    assert (mean, lo, hi) == pytest.approx((2.0, 2.0 - half, 2.0 + half), rel=1e-12)
+    v32 = np.array([0.1, 0.2, 0.4], np.float32)
+    got = stats.t_interval(v32)
+    want = _t_ci(v32.astype(np.float64), 0.95)
+    assert got[1:] == pytest.approx(want, rel=1e-13, abs=0)
+
+
+def test_a_bad_by_column_lists_the_columns_but_run():
+    df = _by_width({2: [0.1, 0.2]})
+    df["run"] = stats.run_ids(df)
+    with pytest.raises(ValueError) as err:
+        stats.summarize(df, ("test_acc",), by=["wdth"])
+    assert "'run'" not in str(err.value) and "'width'" in str(err.value)
