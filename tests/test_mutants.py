@@ -232,3 +232,10 @@ def test_a_bad_by_column_lists_the_columns_but_run():
     with pytest.raises(ValueError) as err:
         stats.summarize(df, ("test_acc",), by=["wdth"])
     assert "'run'" not in str(err.value) and "'width'" in str(err.value)
+
+
+def test_a_metric_of_unknown_direction_is_named_in_full():
+    with pytest.raises(ValueError) as err:
+        stats.higher_is_better("dead_frac")
+    assert str(err.value) == ("metric: cannot tell whether 'dead_frac' is better high or low; "
+                              "expected an accuracy, loss, error or steps column")
