@@ -239,3 +239,33 @@ def test_a_metric_of_unknown_direction_is_named_in_full():
         stats.higher_is_better("dead_frac")
     assert str(err.value) == ("metric: cannot tell whether 'dead_frac' is better high or low; "
                               "expected an accuracy, loss, error or steps column")
+
+
+@pytest.mark.parametrize("shortcut", [False, True])
+def test_manual_gradients_keep_the_parameters_dtype_and_shape_with_x64_on(shortcut, x64):
+    """float32 parameters and inputs, integer labels, float64 enabled: every gradient is float32
+    (labels are cast to the network's dtype, the ReLU's derivative too), shaped like its
+    parameter, and the plain network has no dL/dW. Values: jax.grad's."""
+    import jax
+    import jax.numpy as jnp
+
+    import shortcut_jax as sj
+
+    rng = np.random.default_rng(0)
+    f32 = lambda *shape: jnp.asarray(rng.standard_normal(shape), jnp.float32)  # noqa: E731
+    params = sj.Params(W1=f32(4, 3), b1=f32(4), W2=f32(1, 4), b2=f32(),
+                       W=f32(1, 3) if shortcut else None)
+    X, Y = f32(5, 3), jnp.asarray([0, 1, 1, 0, 1])
+    cases = [(sj.manual_example_grad(params, X[0], Y[1]),
+              jax.grad(sj.example_loss)(params, X[0], jnp.float32(1.0))),
+             (sj.manual_grad(params, X, Y), jax.grad(sj.loss)(params, X, Y.astype(jnp.float32))),
+             (sj.manual_grad_bce(params, X, Y),
+              jax.grad(sj.bce_loss)(params, X, Y.astype(jnp.float32)))]
+    for manual, auto in cases:
+        assert (manual.W is None) == (not shortcut)
+        for name in ("W1", "b1", "W2", "b2", "W"):
+            m, a = getattr(manual, name), getattr(auto, name)
+            if a is None:
+                continue
+            assert m.dtype == jnp.float32 and m.shape == getattr(params, name).shape, name
+            np.testing.assert_allclose(np.asarray(m), np.asarray(a), rtol=1e-5, atol=1e-7)
