@@ -101,6 +101,9 @@ def test_paired_selected_pairs_at_each_lr_when_lr_is_an_axis():
     lo, hi = _t_ci([0.10, 0.11, 0.12], 0.9)
     assert out["diff_lo"].tolist() == pytest.approx([lo] * 4)
     assert out["diff_hi"].tolist() == pytest.approx([hi] * 4)
+    loss = stats.paired_selected(_lr_table(), "val_loss", ["width", "lr"])
+    assert set(loss["metric"]) == {"val_loss"} and loss["diff_mean"].tolist() == pytest.approx(
+        [-0.3, 0.3, -0.3, 0.3])
 
 
 def test_paired_selected_selects_on_the_given_metric_per_width():
@@ -269,3 +272,19 @@ def test_manual_gradients_keep_the_parameters_dtype_and_shape_with_x64_on(shortc
                 continue
             assert m.dtype == jnp.float32 and m.shape == getattr(params, name).shape, name
             np.testing.assert_allclose(np.asarray(m), np.asarray(a), rtol=1e-5, atol=1e-7)
+
+
+def test_backward_makes_X_T_itself_when_not_given():
+    import jax.numpy as jnp
+
+    import shortcut_jax as sj
+    from shortcut_jax.grads import backward
+
+    rng = np.random.default_rng(1)
+    f32 = lambda *shape: jnp.asarray(rng.standard_normal(shape), jnp.float32)  # noqa: E731
+    params = sj.Params(W1=f32(4, 3), b1=f32(4), W2=f32(1, 4), b2=f32(), W=f32(1, 3))
+    X, Delta = f32(5, 3), f32(5)
+    Z1T, A1T, _, _ = sj.model.forward_columns(params, X)
+    a, b = backward(params, X, Z1T, A1T, Delta), backward(params, X, Z1T, A1T, Delta, XT=X.T)
+    for name in ("W1", "b1", "W2", "b2", "W"):
+        np.testing.assert_array_equal(np.asarray(getattr(a, name)), np.asarray(getattr(b, name)))
