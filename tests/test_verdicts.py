@@ -105,3 +105,49 @@ def test_best_lr_is_chosen_per_variant_where_the_variants_prefer_different_ones(
     assert row["n_pairs"] == 3 and row["diff_mean"] == pytest.approx(0.95 - 0.9)
     (row,) = stats.paired_selected(df, "test_acc", ["width"]).to_dict("records")
     assert (row["mean_plain"], row["mean_shortcut"]) == pytest.approx((1.5 - 0.9, 1.5 - 0.95))
+
+
+def test_a_setting_names_the_dataset_and_each_axis_with_a_value():
+    row = pd.Series({"dataset": "xor", "width": 4, "noise": 0.05, "lr": np.nan,
+                     "shortcut_init": None, "optimizer": "adam"})
+    assert report._setting(row, ["dataset", "width", "noise", "lr", "shortcut_init",
+                                 "optimizer", "missing"]) == "xor width=4 noise=0.05 optimizer=adam"
+    assert report._setting(pd.Series({"width": 2, "teacher_shortcut": 0.5}),
+                           ["teacher_shortcut", "width"]) == "teacher_shortcut=0.5 width=2"
+
+
+def test_the_hessian_section_word_for_word_apart_from_its_numbers():
+    zero = {2: [-0.10, -0.12, -0.11], 4: [0.20, 0.21, 0.19]}
+    neg = {2: [0.10, 0.12, 0.11], 4: [-0.20, -0.21, -0.19]}
+    hess = hessian_runs(zero, neg)
+    s = report._hessian_section(hess, ["width"], 0.9)
+    assert s[:4] == [
+        "## Why: singularities of the loss surface at the end of training", "",
+        "Exact Hessian of J at the final parameters of the chosen runs (float64): the fraction "
+        "of eigenvalues near zero (|λ| ≤ 1e-6 max|λ|) and negative (λ < −1e-6 max|λ|). Models "
+        f"over {report.HESSIAN_MAX_PARAMS} parameters are skipped.", ""]
+    table = s[4].splitlines()
+    assert table[:2] == ["| setting | variant | near-zero fraction [90% CI] | negative fraction "
+                         "[90% CI] |", "|---|---|---|---|"]
+
+    def cell(values):
+        v = np.asarray(values)
+        half = scipy.stats.t.ppf(0.95, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size)
+        return stats.format_ci(v.mean(), max(v.mean() - half, 0.0), min(v.mean() + half, 1.0))
+
+    want = [f"| xor width={w} | plain | {cell([0.5] * 3)} | {cell([0.5] * 3)} |" for w in (2, 4)]
+    want += [f"| xor width={w} | shortcut | {cell(0.5 + np.array(zero[w]))} | "
+             f"{cell(0.5 + np.array(neg[w]))} |" for w in (2, 4)]
+    assert table[2:] == want
+    assert s[5:8] == ["", "### near-zero eigenvalues, shortcut − plain (same seed)", ""]
+    assert s[8].splitlines()[0] == ("| setting | difference [CI] | p (t test) | p (Wilcoxon) | "
+                                    "shortcut win rate | pairs |")
+    assert s[9:12] == ["", "Reading: the shortcut network has significantly fewer near-zero "
+                       "eigenvalues in 1 of 2 configurations, significantly more in 1, and no "
+                       "significant difference in 0.", ""]
+    assert s[12] == "### negative eigenvalues, shortcut − plain (same seed)"
+    assert s[-2:] == [
+        "Orhan & Pitkow (2018) report that skip connections remove the degenerate (near-zero) "
+        "directions that dead and overlapping units create in deep networks; the paired "
+        "intervals above say where that holds for this two-layer network.", ""]
+    assert len(s) == 20
