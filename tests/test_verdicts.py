@@ -68,6 +68,7 @@ def hessian_runs(zero: dict[int, list[float]], neg: dict[int, list[float]]) -> p
             rows.append(dict(variant="plain", width=w, seed=s, step=20, n_params=9,
                              hess_zero_frac=0.5, hess_neg_frac=0.5))
             rows.append(dict(variant="shortcut", shortcut_init="zeros", width=w, seed=s, step=20,
+                             lr=1.0,  # each variant at its own chosen lr
                              n_params=11, hess_zero_frac=0.5 + zero[w][s],
                              hess_neg_frac=0.5 + neg[w][s]))
     return table(rows)
@@ -142,6 +143,13 @@ def test_the_hessian_section_word_for_word_apart_from_its_numbers():
     assert s[5:8] == ["", "### near-zero eigenvalues, shortcut − plain (same seed)", ""]
     assert s[8].splitlines()[0] == ("| setting | difference [CI] | p (t test) | p (Wilcoxon) | "
                                     "shortcut win rate | pairs |")
+    # per width: the 90% interval of the differences, the win rate (fewer is a win), 3 pairs
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in s[8].splitlines()[2:]]
+    for row, w, win in zip(rows, (2, 4), ("1.00", "0.00")):
+        d = np.asarray(zero[w])
+        half = scipy.stats.t.ppf(0.95, 2) * d.std(ddof=1) / np.sqrt(3)
+        assert row[0] == f"xor width={w}" and row[4:] == [win, "3"]
+        assert row[1] == stats.format_ci(d.mean(), d.mean() - half, d.mean() + half, 4)
     assert s[9:12] == ["", "Reading: the shortcut network has significantly fewer near-zero "
                        "eigenvalues in 1 of 2 configurations, significantly more in 1, and no "
                        "significant difference in 0.", ""]
