@@ -143,11 +143,12 @@ def has_live_unit(seed, d, h, n, shortcut, dtype, **_):
 
 
 def run_cases(strategy, check, max_examples, max_discarded, scales=SCALES, examples=(),
-              all_checked_upto=1.0):
+              all_checked_upto=1.0, one_checked_upto=3.0):
     """Run check(tally, **case) on max_examples hypothesis cases with a live hidden unit (cases
     without one are rejected and drawn again) and on each of `examples`; assert that all ran,
-    that every scale up to all_checked_upto was checked in every case, every other scale in at
-    least one, and that at most a fraction max_discarded of the parameter sets were discarded.
+    that every scale up to all_checked_upto was checked in every case, every other scale up to
+    one_checked_upto in at least one (at 10 about half the one-example sets saturate), and that
+    at most a fraction max_discarded of the parameter sets were discarded.
     Returns the tally."""
     tally = Tally()
 
@@ -168,8 +169,10 @@ def run_cases(strategy, check, max_examples, max_discarded, scales=SCALES, examp
     assert tally.cases == max_examples + len(examples), tally
     assert sets == tally.cases * len(scales), tally
     for scale in scales:
-        want = tally.cases if all_checked_upto is not None and scale <= all_checked_upto else 1
-        assert tally.checked[scale] >= want, (scale, tally)
+        if all_checked_upto is not None and scale <= all_checked_upto:
+            assert tally.checked[scale] == tally.cases, (scale, tally)
+        elif scale <= one_checked_upto:
+            assert tally.checked[scale] >= 1, (scale, tally)
     assert sum(tally.discarded.values()) <= max_discarded * sets, tally
     return tally
 
@@ -312,7 +315,7 @@ def test_manual_grad_matches_jax_grad(shortcut, dtype):
     strategy, large = problems(shortcut, dtype)
     run_cases(strategy,
               lambda tally, **p: check_manual_grad_matches_jax_grad("squared", tally, **p),
-              max_examples=4, max_discarded=0.2, examples=large)
+              max_examples=3, max_discarded=0.2, examples=large)
 
 
 @DTYPES
@@ -336,7 +339,7 @@ def test_manual_example_grad_matches_jax_grad(shortcut, dtype):
                 assert_grads_close(at(manual, k), at(auto, k), rtol=rtol)
 
     run_cases(problem_cases(64, 128, 1, shortcut=shortcut, dtype=dtype), check,
-              max_examples=4, max_discarded=0.3,
+              max_examples=3, max_discarded=0.3,
               examples=[dict(seed=1, d=64, h=128, n=1, shortcut=shortcut, dtype=dtype)])
 
 
