@@ -143,12 +143,13 @@ def has_live_unit(seed, d, h, n, shortcut, dtype, **_):
 
 
 def run_cases(strategy, check, max_examples, max_discarded, scales=SCALES, examples=(),
-              all_checked_upto=1.0, one_checked_upto=3.0):
+              all_checked_upto=1.0, one_checked=(0.0, 3.0)):
     """Run check(tally, **case) on max_examples hypothesis cases with a live hidden unit (cases
     without one are rejected and drawn again) and on each of `examples`; assert that all ran,
-    that every scale up to all_checked_upto was checked in every case, every other scale up to
-    one_checked_upto in at least one (at 10 about half the one-example sets saturate), and that
-    at most a fraction max_discarded of the parameter sets were discarded.
+    that every scale up to all_checked_upto was checked in every case, every other scale in the
+    range one_checked in at least one (at 10 about half the one-example sets saturate; at 0.3
+    finite differences skip about 40% of the sets as near the kink), and that at most a
+    fraction max_discarded of the parameter sets were discarded.
     Returns the tally."""
     tally = Tally()
 
@@ -171,7 +172,7 @@ def run_cases(strategy, check, max_examples, max_discarded, scales=SCALES, examp
     for scale in scales:
         if all_checked_upto is not None and scale <= all_checked_upto:
             assert tally.checked[scale] == tally.cases, (scale, tally)
-        elif scale <= one_checked_upto:
+        elif one_checked[0] <= scale <= one_checked[1]:
             assert tally.checked[scale] >= 1, (scale, tally)
     assert sum(tally.discarded.values()) <= max_discarded * sets, tally
     return tally
@@ -354,7 +355,7 @@ def test_manual_and_jax_grad_match_finite_differences(shortcut):
     strategy, large = small_problems(shortcut)
     run_cases(strategy, lambda tally, **p: check_finite_differences("squared", tally, **p),
               max_examples=5, max_discarded=0.4, scales=FD_SCALES, examples=large,
-              all_checked_upto=None)
+              all_checked_upto=None, one_checked=(1.0, 3.0))
 
 
 def test_batch_grad_is_mean_of_example_grads(x64):
