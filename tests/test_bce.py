@@ -66,7 +66,7 @@ def test_bce_loss_matches_numpy(shortcut, dtype):
     for losses that are tiny next to the logit (a well-classified example, or |z2| cancelling).
     The loss is checked at every scale, saturated or not: nothing discarded.
 
-    Observed: 8 cases = 48 parameter sets, all checked.
+    Observed before dtype and network were explicit: 8 cases = 48 parameter sets, all checked.
     """
     def check(tally, seed, d, h, n, shortcut, dtype):
         rtol = 1e-12 if dtype == jnp.float64 else 1e-5
@@ -96,7 +96,7 @@ def test_manual_grad_bce_matches_jax_grad(shortcut, dtype):
     float64, 1e-5 in float32, atol = rtol * term_scale (with c_i = max(y_hat_i, y_i), see
     tests/test_grads.py), sets without signal discarded.
 
-    Observed (six runs): 12 cases = 72 parameter sets, 70-72 checked; 0-2 discarded, at scale
+    Observed before dtype and network were explicit (six runs): 12 cases = 72 parameter sets, 70-72 checked; 0-2 discarded, at scale
     10: the cross-entropy's dL/dz2 = y_hat - y is +-1 on a misclassified saturated example, so
     only batches classified right to the last example lose their signal.
     """
@@ -111,7 +111,7 @@ def test_manual_grad_bce_matches_finite_differences(shortcut):
     """manual_grad_bce and jax.grad(bce_loss) vs central differences of np_bce_loss, float64,
     rtol 1e-6, away from the ReLU kink (|z1| > 1e-3).
 
-    Observed (six runs): 10 cases = 40 parameter sets, 38-40 checked; 0-2 discarded, near the
+    Observed before dtype and network were explicit (six runs): 10 cases = 40 parameter sets, 38-40 checked; 0-2 discarded, near the
     kink or saturated at scale 3 (about 2% of sets on average, NumPy simulation of 1200).
     """
     strategy, large = small_problems(shortcut)

@@ -324,7 +324,7 @@ def test_manual_grad_matches_jax_grad(shortcut, dtype):
 def test_manual_example_grad_matches_jax_grad(shortcut, dtype):
     """One example: no sums over n, so atol = rtol * max |leaf| suffices.
 
-    Observed (six runs): 12 cases = 72 parameter sets, 61-68 checked; 4-11 discarded as
+    Observed before dtype and network were explicit (six runs): 12 cases = 72 parameter sets, 61-68 checked; 4-11 discarded as
     saturated, at scale 10 and a few times one at scale 3 (one example has no unsaturated
     peers: about half the scale-10 sets are saturated).
     """
@@ -348,7 +348,7 @@ def test_manual_example_grad_matches_jax_grad(shortcut, dtype):
 def test_manual_and_jax_grad_match_finite_differences(shortcut):
     """Squared loss, d <= 4, h <= 6, n <= 8, all FD_SCALES (see check_finite_differences).
 
-    Observed (six runs): 10 cases = 40 parameter sets, 34-39 checked; 1-6 discarded, mostly at
+    Observed before dtype and network were explicit (six runs): 10 cases = 40 parameter sets, 34-39 checked; 1-6 discarded, mostly at
     scale 3 (entries under 1e-6: with n <= 8, a unit may only see well-classified examples),
     0-2 near the kink. About 11% of sets are discarded on average (NumPy simulation of 1200).
     """
