@@ -368,8 +368,10 @@ class RunFolder:
                 raise ValueError(f"out: {self.path} holds results of a different config: {diff}; "
                                  "use another --out folder or delete it")
             return
+        # a temporary file a killed writer left (config.json's own) is no result
         if self.path.exists() and any(p for p in self.path.iterdir()
-                                      if not p.name.startswith(self.LOCK)):
+                                      if not p.name.startswith(self.LOCK)
+                                      and not fnmatch(p.name, ".*.tmp")):
             raise ValueError(f"out: {self.path} exists and is not empty but has no config.json; "
                              "refusing to mix results")
         atomic_write_text(cfg_path, json.dumps({"config": config, "provenance": prov},

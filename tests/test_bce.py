@@ -20,8 +20,11 @@ from tests.reference import (
     np_logits,
 )
 from tests.test_grads import (
+    DTYPES,
+    FD_SCALES,
     FIELDS,
     SCALES,
+    VARIANTS,
     as_numpy,
     assert_grads_close,
     at,
@@ -55,13 +58,15 @@ def logit_term_size(params, X):
     return size
 
 
-def test_bce_loss_matches_numpy():
+@DTYPES
+@VARIANTS
+def test_bce_loss_matches_numpy(shortcut, dtype):
     """bce_loss (mean) and example_bce_loss (per example) equal the float64 NumPy cross-entropy:
     rtol 1e-12 in float64, 1e-5 in float32, atol = rtol * (1 + size of the terms summed into z2)
     for losses that are tiny next to the logit (a well-classified example, or |z2| cancelling).
     The loss is checked at every scale, saturated or not: nothing discarded.
 
-    Observed: 8 cases = 48 parameter sets, all checked.
+    Observed before dtype and network were explicit: 8 cases = 48 parameter sets, all checked.
     """
     def check(tally, seed, d, h, n, shortcut, dtype):
         rtol = 1e-12 if dtype == jnp.float64 else 1e-5
@@ -80,32 +85,39 @@ def test_bce_loss_matches_numpy():
             np.testing.assert_allclose(float(means[k]), np_bce_loss(**as_numpy(p), X=X, Y=Y),
                                        rtol=rtol, atol=float(np.mean(atol)), err_msg=str(scale))
 
-    run_cases(problems, check, max_examples=8, max_discarded=0)
+    strategy, large = problems(shortcut, dtype)
+    run_cases(strategy, check, max_examples=2, max_discarded=0, examples=large)
 
 
-def test_manual_grad_bce_matches_jax_grad():
+@DTYPES
+@VARIANTS
+def test_manual_grad_bce_matches_jax_grad(shortcut, dtype):
     """manual_grad_bce vs jax.grad(bce_loss), the squared-loss test's scheme: rtol 1e-10 in
     float64, 1e-5 in float32, atol = rtol * term_scale (with c_i = max(y_hat_i, y_i), see
     tests/test_grads.py), sets without signal discarded.
 
-    Observed (six runs): 12 cases = 72 parameter sets, 70-72 checked; 0-2 discarded, at scale
+    Observed before dtype and network were explicit (six runs): 12 cases = 72 parameter sets, 70-72 checked; 0-2 discarded, at scale
     10: the cross-entropy's dL/dz2 = y_hat - y is +-1 on a misclassified saturated example, so
     only batches classified right to the last example lose their signal.
     """
-    run_cases(problems,
+    strategy, large = problems(shortcut, dtype)
+    run_cases(strategy,
               lambda tally, **p: check_manual_grad_matches_jax_grad("bce", tally, **p),
-              max_examples=12, max_discarded=0.2)
+              max_examples=3, max_discarded=0.2, examples=large)
 
 
-def test_manual_grad_bce_matches_finite_differences():
+@VARIANTS
+def test_manual_grad_bce_matches_finite_differences(shortcut):
     """manual_grad_bce and jax.grad(bce_loss) vs central differences of np_bce_loss, float64,
     rtol 1e-6, away from the ReLU kink (|z1| > 1e-3).
 
-    Observed (six runs): 10 cases = 40 parameter sets, 38-40 checked; 0-2 discarded, near the
+    Observed before dtype and network were explicit (six runs): 10 cases = 40 parameter sets, 38-40 checked; 0-2 discarded, near the
     kink or saturated at scale 3 (about 2% of sets on average, NumPy simulation of 1200).
     """
-    run_cases(small_problems, lambda tally, **p: check_finite_differences("bce", tally, **p),
-              max_examples=10, max_discarded=0.4)
+    strategy, large = small_problems(shortcut)
+    run_cases(strategy, lambda tally, **p: check_finite_differences("bce", tally, **p),
+              max_examples=5, max_discarded=0.4, scales=FD_SCALES, examples=large,
+              all_checked_upto=None, one_checked=(1.0, 3.0))
 
 
 KINK_GRADS = jax.jit(lambda params, x, y: (

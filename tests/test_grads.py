@@ -5,8 +5,11 @@ scale sets |z1| ~ scale and |z2| ~ scale^2 whatever d and h; every drawn case (s
 dtype) is checked at every scale of SCALES (one compile per shape, see `over_scales`), and a
 parameter set is discarded, counted, unless at least MIN_SIGNAL of its gradient entries that can
 be non-zero are non-zero: a saturated sigmoid makes float32 gradients exactly 0, and 0 == 0
-checks nothing. `run_cases` asserts how many cases ran and bounds how many sets were discarded;
-each test's docstring gives the numbers observed (`pytest -s` prints them).
+checks nothing. The network (plain, shortcut) and the dtype are explicit axes (pytest
+parameters), every case has a live hidden unit (else only b2 and W would be checked), and the
+largest shapes run as an explicit @example. `run_cases` asserts how many cases ran, how many
+were checked at each scale, and bounds how many sets were discarded; each test's docstring gives
+the numbers observed (`pytest -s` prints them).
 """
 
 import collections
@@ -15,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, event, given, note, settings
+from hypothesis import HealthCheck, assume, event, example, given, note, settings
 from hypothesis import strategies as st
 
 import shortcut_jax as sj
@@ -131,22 +134,46 @@ class Tally:
                 f"discarded {dict(self.reasons)}")
 
 
-def run_cases(strategy, check, max_examples, max_discarded):
-    """Run check(tally, **case) on max_examples hypothesis cases; assert that all ran and that
-    at most a fraction max_discarded of the parameter sets were discarded. Returns the tally."""
+def has_live_unit(seed, d, h, n, shortcut, dtype, **_):
+    """Whether some hidden unit has z1 > 0 on some example: the sign of z1 does not depend on
+    the scale (the same normals, scaled), so a case without one has only b2 (and W) to check
+    at every scale."""
+    params, X, _ = _numpy_problem(seed, d, h, n, 1.0, shortcut, np.float64)
+    return bool((X @ params.W1.T + params.b1 > 0).any())
+
+
+def run_cases(strategy, check, max_examples, max_discarded, scales=SCALES, examples=(),
+              all_checked_upto=1.0, one_checked=(0.0, 3.0)):
+    """Run check(tally, **case) on max_examples hypothesis cases with a live hidden unit (cases
+    without one are rejected and drawn again) and on each of `examples`; assert that all ran,
+    that every scale up to all_checked_upto was checked in every case, every other scale in the
+    range one_checked in at least one (at 10 about half the one-example sets saturate; at 0.3
+    finite differences skip about 40% of the sets as near the kink), and that at most a
+    fraction max_discarded of the parameter sets were discarded.
+    Returns the tally."""
     tally = Tally()
 
     @settings(max_examples=max_examples, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow])
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
     @given(strategy)
     def run(case):
+        assume(has_live_unit(**case))
         check(tally, **case)
         tally.cases += 1
 
+    for case in examples:
+        assert has_live_unit(**case), case
+        run = example(case)(run)
     run()
     print(f"\n{tally}")
     sets = sum(tally.checked.values()) + sum(tally.discarded.values())
-    assert tally.cases == max_examples, tally
+    assert tally.cases == max_examples + len(examples), tally
+    assert sets == tally.cases * len(scales), tally
+    for scale in scales:
+        if all_checked_upto is not None and scale <= all_checked_upto:
+            assert tally.checked[scale] == tally.cases, (scale, tally)
+        elif one_checked[0] <= scale <= one_checked[1]:
+            assert tally.checked[scale] >= 1, (scale, tally)
     assert sum(tally.discarded.values()) <= max_discarded * sets, tally
     return tally
 
@@ -208,15 +235,29 @@ EXAMPLE_GRADS = over_scales(lambda params, x, y: (sj.manual_example_grad(params,
                                                   jax.grad(sj.example_loss)(params, x, y)))
 
 
-def problem_cases(d: int, h: int, n: int, **extra):
-    """Hypothesis cases: a seed, shapes up to d, h, n, with or without the shortcut."""
+def problem_cases(d: int, h: int, n: int, **fixed):
+    """Hypothesis cases: a seed and shapes up to d, h, n; `fixed` (the explicit axes: shortcut,
+    dtype) the same in every case."""
     return st.fixed_dictionaries(dict(seed=st.integers(0, 2**31 - 1), d=st.integers(1, d),
                                       h=st.integers(1, h), n=st.integers(1, n),
-                                      shortcut=st.booleans(), **extra))
+                                      **{k: st.just(v) for k, v in fixed.items()}))
 
 
-problems = problem_cases(64, 128, 256, dtype=st.sampled_from([jnp.float32, jnp.float64]))
-small_problems = problem_cases(4, 6, 8)  # small enough for central differences one at a time
+DTYPES = pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64], ids=["f32", "f64"])
+VARIANTS = pytest.mark.parametrize("shortcut", [False, True], ids=["plain", "shortcut"])
+
+
+def problems(shortcut, dtype):
+    """d <= 64, h <= 128, n <= 256 (cases), and the largest shapes as an explicit example."""
+    return problem_cases(64, 128, 256, shortcut=shortcut, dtype=dtype), [
+        dict(seed=1, d=64, h=128, n=256, shortcut=shortcut, dtype=dtype)]
+
+
+def small_problems(shortcut):
+    """Small enough for central differences one at a time; a larger explicit example (577 or
+    593 parameters)."""
+    return problem_cases(4, 6, 8, shortcut=shortcut, dtype=jnp.float64), [
+        dict(seed=1, d=16, h=32, n=64, shortcut=shortcut, dtype=jnp.float64)]
 
 
 def check_manual_grad_matches_jax_grad(kind, tally, seed, d, h, n, shortcut, dtype):
@@ -233,7 +274,7 @@ def check_manual_grad_matches_jax_grad(kind, tally, seed, d, h, n, shortcut, dty
                                scale=term_scale(p, X, Y, kind))
 
 
-def check_finite_differences(kind, tally, seed, d, h, n, shortcut):
+def check_finite_differences(kind, tally, seed, d, h, n, shortcut, dtype=jnp.float64):
     """manual and jax.grad of J vs central differences of the independent NumPy J, float64.
 
     Sets with some |z1| < 1e-3 are excluded: a step of eps = 1e-6 in W1 or b1 moves z1 by at
@@ -262,21 +303,28 @@ def check_finite_differences(kind, tally, seed, d, h, n, shortcut):
                                            atol=atol, err_msg=name)
 
 
-def test_manual_grad_matches_jax_grad():
-    """Squared loss, d <= 64, h <= 128, n <= 256, float32 and float64, all SCALES.
+@DTYPES
+@VARIANTS
+def test_manual_grad_matches_jax_grad(shortcut, dtype):
+    """Squared loss, d <= 64, h <= 128, n <= 256 and (64, 128, 256) itself, per network and
+    dtype, all SCALES; every case has a live hidden unit.
 
-    Observed (six runs): 12 cases = 72 parameter sets, 69-71 checked; the 1-3 discarded as
-    saturated were all at scale 10 (outputs that round to exactly 0 or 1).
+    Observed before dtype and network were explicit (six runs): 12 cases = 72 parameter sets,
+    69-71 checked; the 1-3 discarded as saturated were all at scale 10 (outputs that round to
+    exactly 0 or 1).
     """
-    run_cases(problems,
+    strategy, large = problems(shortcut, dtype)
+    run_cases(strategy,
               lambda tally, **p: check_manual_grad_matches_jax_grad("squared", tally, **p),
-              max_examples=12, max_discarded=0.2)
+              max_examples=3, max_discarded=0.2, examples=large)
 
 
-def test_manual_example_grad_matches_jax_grad():
+@DTYPES
+@VARIANTS
+def test_manual_example_grad_matches_jax_grad(shortcut, dtype):
     """One example: no sums over n, so atol = rtol * max |leaf| suffices.
 
-    Observed (six runs): 12 cases = 72 parameter sets, 61-68 checked; 4-11 discarded as
+    Observed before dtype and network were explicit (six runs): 12 cases = 72 parameter sets, 61-68 checked; 4-11 discarded as
     saturated, at scale 10 and a few times one at scale 3 (one example has no unsaturated
     peers: about half the scale-10 sets are saturated).
     """
@@ -291,19 +339,23 @@ def test_manual_example_grad_matches_jax_grad():
             if tally.keep(scale, saturated=signal < MIN_SIGNAL):
                 assert_grads_close(at(manual, k), at(auto, k), rtol=rtol)
 
-    run_cases(problems, check, max_examples=12, max_discarded=0.2)
+    run_cases(problem_cases(64, 128, 1, shortcut=shortcut, dtype=dtype), check,
+              max_examples=3, max_discarded=0.3,
+              examples=[dict(seed=1, d=64, h=128, n=1, shortcut=shortcut, dtype=dtype)])
 
 
-def test_manual_and_jax_grad_match_finite_differences():
+@VARIANTS
+def test_manual_and_jax_grad_match_finite_differences(shortcut):
     """Squared loss, d <= 4, h <= 6, n <= 8, all FD_SCALES (see check_finite_differences).
 
-    Observed (six runs): 10 cases = 40 parameter sets, 34-39 checked; 1-6 discarded, mostly at
+    Observed before dtype and network were explicit (six runs): 10 cases = 40 parameter sets, 34-39 checked; 1-6 discarded, mostly at
     scale 3 (entries under 1e-6: with n <= 8, a unit may only see well-classified examples),
     0-2 near the kink. About 11% of sets are discarded on average (NumPy simulation of 1200).
     """
-    run_cases(small_problems,
-              lambda tally, **p: check_finite_differences("squared", tally, **p),
-              max_examples=10, max_discarded=0.4)
+    strategy, large = small_problems(shortcut)
+    run_cases(strategy, lambda tally, **p: check_finite_differences("squared", tally, **p),
+              max_examples=5, max_discarded=0.4, scales=FD_SCALES, examples=large,
+              all_checked_upto=None, one_checked=(1.0, 3.0))
 
 
 def test_batch_grad_is_mean_of_example_grads(x64):

@@ -314,6 +314,7 @@ def test_only_process_0_judges_and_writes_the_folder(tmp_path, monkeypatch):
     results.RunFolder(out).prepare({"a": 1}, {})
     assert sorted(p.name for p in out.iterdir()) == [".config.json.tmp"]
     monkeypatch.setattr(results, "_is_writer", lambda: True)
+    (out / "stray.csv").write_text("a\n")  # a killed writer's temporary file alone is no result
     with pytest.raises(ValueError, match="exists and is not empty but has no config.json"):
         results.RunFolder(out).prepare({"a": 1}, {})
 
