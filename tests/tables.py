@@ -42,3 +42,16 @@ def grid(variants=("plain", "shortcut"), seeds=range(3), **axes) -> list[dict]:
     names = list(axes)
     return [dict(zip(["variant", "seed", *names], combo))
             for combo in itertools.product(variants, seeds, *axes.values())]
+
+
+def holm(p) -> np.ndarray:
+    """Holm's step-down adjustment by hand: sorted ascending, the i-th (from 0) of m finite p
+    values becomes max over j <= i of min(1, (m - j) p_(j)); NaN (no test) stays NaN."""
+    p = np.asarray(p, float)
+    out = np.full(p.shape, np.nan)
+    idx = [i for i in np.argsort(p, kind="stable") if np.isfinite(p[i])]
+    m, running = len(idx), 0.0
+    for j, i in enumerate(idx):
+        running = max(running, min(1.0, (m - j) * p[i]))
+        out[i] = running
+    return out

@@ -7,7 +7,7 @@ import pytest
 import scipy.stats
 
 from shortcut_jax import stats
-from tests.tables import runs, table
+from tests.tables import holm, runs, table
 
 
 def _t_ci(values, confidence):
@@ -55,11 +55,25 @@ def test_steps_to_tau_interval_at_the_given_confidence():
 
 
 def test_significance_is_strict_and_unit():
-    assert stats.significance({"diff_lo": 0.0, "diff_hi": 0.1}) == 0  # touching 0 holds 0
-    assert stats.significance({"diff_lo": -0.1, "diff_hi": 0.0}) == 0
-    assert stats.significance({"diff_lo": 0.01, "diff_hi": 0.1}) == 1
-    assert stats.significance({"diff_lo": -0.1, "diff_hi": -0.01}) == -1
-    assert stats.significance({"diff_lo": np.nan, "diff_hi": np.nan}) == 0
+    def sig(lo, hi, **p):
+        return stats.significance({"diff_lo": lo, "diff_hi": hi, **p})
+
+    ok = {"p_wilcoxon_holm": 0.01}
+    assert sig(0.0, 0.1, **ok) == 0  # touching 0 holds 0
+    assert sig(-0.1, 0.0, **ok) == 0
+    assert sig(0.01, 0.1, **ok) == 1
+    assert sig(-0.1, -0.01, **ok) == -1
+    assert sig(np.nan, np.nan, **ok) == 0
+    assert sig(0.1, 0.1, **ok) == 0 and sig(-0.1, -0.1, **ok) == 0  # zero width: no test
+    assert sig(0.01, 0.1, p_wilcoxon_holm=0.05) == 0  # p must be strictly below the level
+    assert sig(0.01, 0.1, p_wilcoxon_holm=0.049) == 1
+    assert sig(0.01, 0.1, p_wilcoxon_holm=np.nan) == 0
+    assert stats.significance({"diff_lo": 0.01, "diff_hi": 0.1, "p_wilcoxon_holm": 0.05},
+                              level=0.1) == 1
+    assert sig(0.01, 0.1, p_wilcoxon_holm=0.2, p_wilcoxon=0.01) == 0  # the adjusted p decides
+    assert sig(0.01, 0.1, p_wilcoxon_holm=0.01, p_wilcoxon=0.2) == 1
+    assert sig(-0.1, -0.01, p_wilcoxon=0.01) == -1  # no adjusted p: the raw one
+    assert sig(-0.1, -0.01, p_wilcoxon=0.06) == 0
 
 
 def test_p_values_are_nan_floats_without_two_pairs():
@@ -139,32 +153,52 @@ def _by_width(diffs: dict[int, list[float]], metric="test_acc") -> "object":
 
 def test_p_values_of_many_tables_at_once_equal_scipy_one_by_one():
     """One paired() call over configurations of each kind, so the vectorized tests run on
-    blocks that mix them: each p value equals scipy's on that configuration alone."""
+    blocks that mix them: each p value equals scipy's on that configuration alone (the t test;
+    the signed-rank test exact up to 50 pairs without ties or zeros, else the normal
+    approximation), and the Holm-adjusted ones Holm's procedure by hand over the tested rows."""
+    rng = np.random.default_rng(7)
     diffs = {1: [0.1, 0.2, 0.35],         # no ties, no zeros: exact Wilcoxon
              2: [0.1, -0.2, 0.2],         # a tie in |d| (not the smallest): normal approx
              3: [0.0, 0.2, 0.3],          # a zero: normal approx
-             4: [1.0, 1.0, 1.0],          # constant: t p = 0
+             4: [1.0, 1.0, 1.0],          # constant: zero spread, no t test (NaN)
              5: [0.0, 0.0, 0.0],          # all zero: no test
              6: [0.1, 0.3],               # two pairs: tested
              7: [0.4],                    # one pair: no test
              8: [0.5, 0.1, 0.25],         # exact, another p in the same block
              9: [1e-6, 1e-6 * (1 + 1e-9), 1e-6 * (1 + 2e-9)],  # nearly constant: tested
-             10: [0.1 + 0.2, 0.3, 0.3]}   # constant but for rounding: t p = 0
+             10: [0.1 + 0.2, 0.3, 0.3],   # constant but for rounding: no t test
+             11: list(0.05 + rng.standard_normal(50)),  # 50 pairs, no ties: still exact
+             12: list(0.05 + rng.standard_normal(51)),  # 51 pairs: normal approx
+             13: list(0.3 + rng.standard_normal(51))}   # another p in that block
     out = stats.paired(_by_width(diffs), "test_acc", by=["width"]).set_index("width")
     assert out["p_ttest"].dtype == np.float64
+    want_t, want_w = {}, {}
     for w, d in diffs.items():
         d = np.asarray(d)
         t, wx = out.loc[w, "p_ttest"], out.loc[w, "p_wilcoxon"]
         if d.size < 2 or not d.any():
             assert np.isnan(t) and np.isnan(wx), w
+            want_t[w] = want_w[w] = np.nan
             continue
         if w in (4, 10):
-            assert t == 0.0, w
+            assert np.isnan(t), w
+            want_t[w] = np.nan
         else:
-            assert t == pytest.approx(scipy.stats.ttest_1samp(d, 0.0).pvalue, rel=1e-9, abs=0), w
+            want_t[w] = scipy.stats.ttest_1samp(d, 0.0).pvalue
+            assert t == pytest.approx(want_t[w], rel=1e-9, abs=0), w
         tied = len(set(np.abs(d))) < d.size or (d == 0).any()
-        want = scipy.stats.wilcoxon(d, method="approx" if tied else "exact").pvalue
-        assert wx == pytest.approx(want, rel=1e-9, abs=0), w
+        method = "approx" if tied or d.size > 50 else "exact"
+        want_w[w] = scipy.stats.wilcoxon(d, method=method).pvalue
+        assert wx == pytest.approx(want_w[w], rel=1e-9, abs=0), w
+    # exact and approximate differ at 50 pairs, so the assertion above tells them apart
+    assert scipy.stats.wilcoxon(diffs[11], method="approx").pvalue != pytest.approx(
+        want_w[11], rel=1e-6)
+    keys = list(diffs)
+    for col, want in (("p_ttest_holm", want_t), ("p_wilcoxon_holm", want_w)):
+        adj = holm([want[w] for w in keys])
+        np.testing.assert_allclose(out.loc[keys, col].to_numpy(), adj, rtol=1e-9, atol=0,
+                                   err_msg=col)
+    assert (out["n_tests"] == np.isfinite(list(want_w.values())).sum()).all()
 
 
 def test_paired_defaults_names_and_the_columns_it_offers():
