@@ -146,6 +146,21 @@ def add_grid_flags(parser: argparse.ArgumentParser, defaults: dict[str, Any]) ->
     add_run_flags(parser)
 
 
+def add_network_flags(parser: argparse.ArgumentParser) -> None:
+    """--depth, --activation, --variants: the network family's axes (network.py)."""
+    from shortcut_jax.network import ACTIVATIONS, LEAKY_SLOPE, VARIANTS
+
+    g = parser.add_argument_group("the network family")
+    g.add_argument("--depth", nargs="+", type=positive_int, default=[1],
+                   help="hidden layers L (1: the problem's network)")
+    g.add_argument("--activation", nargs="+", choices=list(ACTIVATIONS), default=["relu"],
+                   help=f"hidden activations (leaky_relu: slope {LEAKY_SLOPE} for z <= 0; erf: "
+                        f"erf(z/sqrt 2))")
+    g.add_argument("--variants", nargs="+", choices=VARIANTS, default=["plain", "shortcut"],
+                   help="plain, shortcut (input -> output W x), residual (identity skips "
+                        "between hidden layers, depth >= 2), residual+shortcut")
+
+
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
     """Flags of every command that runs JAX: devices, hosts, the compile cache, timings."""
     r = parser.add_argument_group("devices and caching")
@@ -338,9 +353,17 @@ def cmd_grad_check(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     init_runtime(args)
     from shortcut_jax import gradcheck
 
+    try:
+        gradcheck.network_settings(args.depth, args.activation, args.variants)
+    except ValueError as e:
+        parser.error(_as_flags(str(e), args, parser))
     result = gradcheck.run(args.cases, args.seed)
     print(gradcheck.format_table(result))
-    return 1 if result["failed"] else 0
+    net = gradcheck.run_network(args.net_cases, args.seed, args.depth, args.activation,
+                                args.variants)
+    print()
+    print(gradcheck.format_network_table(net))
+    return 1 if result["failed"] or net["failed"] else 0
 
 
 def cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -402,6 +425,10 @@ def make_parser() -> argparse.ArgumentParser:
                        "(float32, float64) and central finite differences; exit 1 on failure.")
     p.add_argument("--cases", type=positive_int, default=300, help="random cases per network")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="PRNG seed")
+    add_network_flags(p)
+    p.add_argument("--net-cases", type=positive_int, default=30,
+                   help="random cases per (depth, activation, variant, loss) of the network "
+                        "family's check")
     add_run_flags(p)
     p.set_defaults(func=lambda a, p=p: cmd_grad_check(a, p))
 
