@@ -62,13 +62,11 @@ def add_grid_flags(parser: argparse.ArgumentParser, defaults: dict[str, Any]) ->
     """The flags of a Grid, shared by `sweep` and `compare` (`defaults` differ)."""
     from shortcut_jax.data import DATASETS, DEFAULT_NOISE, LINEAR_XOR_WEIGHT, VAL_FRACTION
     from shortcut_jax.model import SHORTCUT_INITS
-    from shortcut_jax.sweep import AXIS_DEFAULTS, VARIANTS
+    from shortcut_jax.sweep import AXIS_DEFAULTS
     from shortcut_jax.train import LOSSES, OPTIMIZERS
 
     a = parser.add_argument
     g = parser.add_argument_group("the network and its training")
-    g.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
-                   help="the plain network, the shortcut network, or both (paired by seed)")
     g.add_argument("--widths", nargs="+", type=positive_int, default=defaults["widths"],
                    help="hidden widths h")
     g.add_argument("--lrs", nargs="+", type=number, default=defaults["lrs"],
@@ -143,6 +141,7 @@ def add_grid_flags(parser: argparse.ArgumentParser, defaults: dict[str, Any]) ->
     r.add_argument("--block-size", type=positive_int, default=None,
                    help="runs vmapped together (default: from n and h, sweep.auto_block_size)")
     a("--out", default=None, help="output folder (default runs/<command>-<date-time>)")
+    add_network_flags(parser)
     add_run_flags(parser)
 
 
@@ -158,7 +157,8 @@ def add_network_flags(parser: argparse.ArgumentParser) -> None:
                         f"erf(z/sqrt 2))")
     g.add_argument("--variants", nargs="+", choices=VARIANTS, default=["plain", "shortcut"],
                    help="plain, shortcut (input -> output W x), residual (identity skips "
-                        "between hidden layers, depth >= 2), residual+shortcut")
+                        "between hidden layers, depth >= 2), residual+shortcut; every variant "
+                        "of a seed starts from the plain network's weights (paired by seed)")
 
 
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
@@ -182,7 +182,8 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
                         "and the Unix time the command started to FILE as JSON")
 
 
-FLAGS = {"datasets": "--dataset", "d": "--dim", "loss_fns": "--loss",
+FLAGS = {"datasets": "--dataset", "d": "--dim", "loss_fns": "--loss", "depths": "--depth",
+         "activations": "--activation", "depth": "--depth",
          "optimizers": "--optimizer", "csv": "--data", "teacher_labels": "--teacher-labels"}
 """Grid fields whose flag is not "--" + the field's name with dashes."""
 
@@ -217,7 +218,8 @@ def grid_from_args(args: argparse.Namespace, smoke: dict[str, Any] | None):
         teacher_labels=args.teacher_labels, teacher_flip=args.teacher_flip,
         teacher_seed=args.teacher_seed, val_fraction=args.val_fraction,
         test_fraction=args.test_fraction, csv=args.data, target=args.target,
-        chunk_size=args.chunk_size, block_size=args.block_size)
+        chunk_size=args.chunk_size, block_size=args.block_size, depths=args.depth,
+        activations=args.activation)
     if args.smoke:
         smoke = dict(smoke or {})
         if args.data is not None:  # the smoke sizes of synthetic tasks do not apply

@@ -28,7 +28,7 @@ SELECTION_RULE = ("Learning rates are chosen per variant and configuration by th
                   "final validation accuracy over seeds; test metrics are reported for the "
                   "chosen learning rates only.")
 AXES = ("width", "n_train", "d", "noise", "linear_weight", "teacher_width", "teacher_shortcut",
-        "batch_size", "shortcut_init", "optimizer", "loss_fn")
+        "batch_size", "shortcut_init", "optimizer", "loss_fn", "depth", "activation")
 """Grid axes an ablation may vary (besides dataset, seed and lr)."""
 HESSIAN_MAX_PARAMS = 600
 HESSIAN_CHUNK = 2**22
@@ -143,6 +143,14 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
           "of seeds where the shortcut is better (lower for losses, errors and eigenvalue "
           "fractions; ties count ½). Where a table or figure leaves an axis out, a seed's pairs "
           "at its values are averaged first.", ""]
+    residual = [v for v in grid.get("variants", ()) if v.startswith("residual")]
+    if residual and 1 in grid.get("depths", (1,)):
+        s += [f"{' and '.join(residual)} at depth 1 left out: a depth-1 network has no skip "
+              "between hidden layers (it is the plain network there).", ""]
+    if ((df["depth"] > 1) | (df["activation"] != "relu")).any():
+        s += ["The paired sections take shortcut − plain at each depth and activation; the "
+              "Hessians and decision boundaries cover the problem's network (depth 1, relu) "
+              "only.", ""]
     for record in config.get("data", []):
         if "path" in record:
             s += [f"- {record['path']}: {record['n_train']} train / {record['n_val']} validation "
@@ -260,6 +268,7 @@ def hessian_table(folder: Path, data: list, chosen: pd.DataFrame) -> pd.DataFram
         X, Y = ds.X_train, ds.Y_train
         d = X.shape[1]
         runs = _rows_of(chosen, spec)
+        runs = runs[(runs["depth"] == 1) & (runs["activation"] == "relu")]  # the problem's net
         for (width, loss_fn, variant), part in runs.groupby(["width", "loss_fn", "variant"],
                                                             observed=True):
             P = num_params(d, int(width), shortcut=variant == "shortcut")
@@ -344,6 +353,7 @@ def boundaries(folder: Path, data: list, chosen: pd.DataFrame) -> dict:
     out, seen = {}, set()
     for spec, ds, name in data:
         rows = _rows_of(chosen, spec)
+        rows = rows[(rows["depth"] == 1) & (rows["activation"] == "relu")]  # the problem's net
         if np.shape(ds.X_train)[1] != 2 or rows.empty or spec["dataset"] in seen:
             continue
         seen.add(spec["dataset"])

@@ -43,7 +43,7 @@ from shortcut_jax.data import file_sha256 as sha256
 
 ID_COLUMNS = ("dataset", "data_seed", "n_train", "d", "noise", "linear_weight", "teacher_width",
               "teacher_shortcut", "variant", "width", "shortcut_init", "lr", "seed",
-              "optimizer", "loss_fn", "batch_size", "step")
+              "optimizer", "loss_fn", "batch_size", "depth", "activation", "step")
 """Columns that identify a row: every grid axis, the seed and the eval step (results.csv)."""
 METRIC_COLUMNS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
                   "grad_norm")
@@ -402,15 +402,17 @@ def _chunk_rows(z: dict[str, Any], metric_names: Iterable[str]) -> Iterable[list
     n_evals = z["metric/train_loss"].shape[1]
     for r in range(len(z["lr"])):
         for e in range(n_evals):
-            ids = {**columns, "lr": z["lr"][r], "seed": z["seed"][r], "step": e * eval_every}
+            ids = {"depth": 1, "activation": "relu",  # chunks from before these axes
+                   **columns, "lr": z["lr"][r], "seed": z["seed"][r], "step": e * eval_every}
             values = [z[f"metric/{m}"][r, e] if f"metric/{m}" in z else "" for m in metric_names]
             yield [_fmt(ids.get(c)) for c in ID_COLUMNS] + [_fmt(v) for v in values]
 
 
 # --- reading: the typed table ------------------------------------------------------------------
 
-CATEGORICAL = ("dataset", "variant", "shortcut_init", "optimizer", "loss_fn", "batch_size")
-INTEGER = ("data_seed", "width", "seed", "step")
+CATEGORICAL = ("dataset", "variant", "shortcut_init", "optimizer", "loss_fn", "batch_size",
+               "activation")
+INTEGER = ("data_seed", "width", "seed", "step", "depth")
 NULLABLE_INTEGER = ("n_train", "d", "teacher_width")
 FLOAT = ("noise", "linear_weight", "teacher_shortcut", "lr")
 
@@ -516,13 +518,16 @@ def _key(values) -> tuple:
 
 def params_of(folder: str | Path, rows) -> Any:
     """Final Params of the runs in `rows` (rows of load(folder): final_rows, stats.best_lr...),
-    stacked on a leading run axis in row order. The runs must share shapes and variant."""
+    stacked on a leading run axis in row order. The runs must share shapes and variant.
+    Runs of the network family (depth > 1 or an activation other than relu) give a
+    network.NetParams."""
     from shortcut_jax.model import Params
+    from shortcut_jax.network import NetParams
 
     f = _finished(folder)
     if len(rows) == 0:
         raise ValueError("rows: expected at least one run, got none")
-    for column in ("variant", "width", "d", "dataset"):
+    for column in ("variant", "width", "d", "dataset", "depth", "activation"):
         if rows[column].nunique(dropna=False) > 1:
             raise ValueError(f"selectors: the runs have several {column} values "
                              f"{sorted(rows[column].unique().tolist(), key=str)}; select one, "
@@ -530,11 +535,19 @@ def params_of(folder: str | Path, rows) -> Any:
     where = _params_index(f.params_npz, f.params_npz.stat().st_mtime_ns)
     picked = [where[_key(r)] for r in rows[list(ID_COLUMNS[:-1])].to_dict("records")]
     leaves = {}
+    depth = int(rows["depth"].iloc[0])
+    network = depth > 1 or rows["activation"].iloc[0] != "relu"
+    names = ([f"W{k}" for k in range(1, depth + 1)] + [f"b{k}" for k in range(1, depth + 1)]
+             + ["Wo", "bo", "W"]) if network else Params._fields
     with np.load(f.params_npz) as z:  # z[key] reads the whole array: once per group and leaf
-        for name in Params._fields:
+        for name in names:
             if f"{picked[0][0]}/{name}" in z.files:
                 arrays = {g: z[f"{g}/{name}"] for g in dict.fromkeys(g for g, _ in picked)}
                 leaves[name] = np.stack([arrays[g][i] for g, i in picked])
+    if network:  # sweep._leaves' names
+        return NetParams(Ws=tuple(leaves[f"W{k}"] for k in range(1, depth + 1)),
+                         bs=tuple(leaves[f"b{k}"] for k in range(1, depth + 1)),
+                         Wo=leaves["Wo"], bo=leaves["bo"], W=leaves.get("W"))
     return Params(**leaves)
 
 
