@@ -7,12 +7,15 @@ written out in NumPy (what the report uses; nothing to compile).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from shortcut_jax.model import Forward, Params, check_finite, check_labels, forward_columns
+from shortcut_jax.network import NetParams, net_loss
 
 SATURATED = 1e-3  # an example is saturated when y_hat (1 - y_hat) < SATURATED
 
@@ -168,6 +171,31 @@ def hessian_by_hand(params: Params, X, Y, loss_fn: str = "mse") -> np.ndarray:
     H[:, h * d + h + k, h * d + k] += cross_b1
     H[:, h * d + k, h * d + h + k] += cross_b1
     return H[0] if single else H
+
+
+def net_hessian(params: NetParams, X, Y, *, activation: str = "relu", residual: bool = False,
+                loss_fn: str = "mse") -> np.ndarray:
+    """The exact Hessian of the network family's J (network.net_loss) over the flattened
+    parameters (ravel_pytree order: W_1..W_L, b_1..b_L, W_o, b_o, W, which is hessian_by_hand's
+    at depth 1), by jax.hessian in float64, symmetrized; params may carry a leading axis of R
+    runs -> (R, P, P). At depth 1 with ReLU it equals hessian_by_hand (tested)."""
+    if not isinstance(params, NetParams):
+        raise TypeError(f"params: expected a network.NetParams, got {type(params).__name__}")
+    with jax.enable_x64(True):
+        p = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
+        X, Y = jnp.asarray(X, jnp.float64), jnp.asarray(Y, jnp.float64)
+        single = p.Ws[0].ndim == 2
+        if single:
+            p = jax.tree.map(lambda a: a[None], p)
+        J = functools.partial(net_loss, activation=activation, residual=residual,
+                              loss_fn=loss_fn)
+        H = np.asarray(_net_hessians(J, p, X, Y))
+    return H[0] if single else H
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _net_hessians(J, params, X, Y):
+    return jax.vmap(lambda q: hessian_matrix(J, q, X, Y))(params)
 
 
 def spectrum_fractions(eig, tol: float = 1e-6, xp=jnp) -> dict:

@@ -148,9 +148,10 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
         s += [f"{' and '.join(residual)} at depth 1 left out: a depth-1 network has no skip "
               "between hidden layers (it is the plain network there).", ""]
     if ((df["depth"] > 1) | (df["activation"] != "relu")).any():
-        s += ["The paired sections take shortcut − plain at each depth and activation; the "
-              "Hessians and decision boundaries cover the problem's network (depth 1, relu) "
-              "only.", ""]
+        s += ["The paired sections take shortcut − plain at each depth and activation (the "
+              "Hessian section also residual − plain); the decision boundaries cover the "
+              "problem's network (depth 1, relu) only. Hessians: by hand for the problem's "
+              "network, by jax.hessian in float64 for the others.", ""]
     for record in config.get("data", []):
         if "path" in record:
             s += [f"- {record['path']}: {record['n_train']} train / {record['n_val']} validation "
@@ -261,30 +262,34 @@ def hessian_table(folder: Path, data: list, chosen: pd.DataFrame) -> pd.DataFram
     to HESSIAN_MAX_PARAMS parameters): hess_zero_frac, hess_neg_frac per run, from the
     hand-written Hessian (diagnostics.hessian_by_hand: NumPy, nothing compiles). data:
     _datasets(folder, config)."""
-    from shortcut_jax.model import num_params
+    from shortcut_jax.network import num_net_params, variant_parts
 
     out = []
     for spec, ds, _ in data:
         X, Y = ds.X_train, ds.Y_train
         d = X.shape[1]
         runs = _rows_of(chosen, spec)
-        runs = runs[(runs["depth"] == 1) & (runs["activation"] == "relu")]  # the problem's net
-        for (width, loss_fn, variant), part in runs.groupby(["width", "loss_fn", "variant"],
-                                                            observed=True):
-            P = num_params(d, int(width), shortcut=variant == "shortcut")
+        for (width, loss_fn, variant, depth, act), part in runs.groupby(
+                ["width", "loss_fn", "variant", "depth", "activation"], observed=True):
+            P = num_net_params(d, int(width), int(depth), str(variant))
             if P > HESSIAN_MAX_PARAMS:
                 continue
             params = results.params_of(folder, part)
             # a diverged run (NaN/inf parameters) has no spectrum: NaN, left out of the stats
             finite = np.logical_and.reduce([np.isfinite(a).reshape(len(part), -1).all(1)
-                                            for a in params if a is not None])
+                                            for a in jax.tree.leaves(params)])
             fractions = np.full((len(part), 2), np.nan)
             rows = np.flatnonzero(finite)
             step = max(1, HESSIAN_CHUNK // (len(X) * P))  # runs per call: G is (runs, n, P)
             for i in range(0, len(rows), step):
                 take = rows[i:i + step]
-                H = diagnostics.hessian_by_hand(jax.tree.map(lambda a, t=take: a[t], params),
-                                                X, Y, str(loss_fn))
+                taken = jax.tree.map(lambda a, t=take: a[t], params)
+                if depth == 1 and act == "relu":  # the problem's network, by hand
+                    H = diagnostics.hessian_by_hand(taken, X, Y, str(loss_fn))
+                else:  # the network family: jax.hessian in float64
+                    H = diagnostics.net_hessian(taken, X, Y, activation=str(act),
+                                                residual=variant_parts(str(variant))[0],
+                                                loss_fn=str(loss_fn))
                 # LAPACK through NumPy on one thread: right after a JAX computation, OpenBLAS's
                 # threads compete with XLA's for the cores (experiments/BENCHMARKS.md)
                 with threadpoolctl.threadpool_limits(1):
@@ -312,12 +317,16 @@ def _hessian_section(hess: pd.DataFrame, where: list[str], confidence: float) ->
             stats.format_ci(r[f"{m}_mean"], r[f"{m}_lo"], r[f"{m}_hi"])
             for _, r in per.iterrows()]
     s += [_table(view), ""]
-    for m, label in (("hess_zero_frac", "near-zero"), ("hess_neg_frac", "negative")):
-        table = stats.paired(hess, m, confidence=confidence, ignore=("lr",), higher=False)
+    variants = [v for v in ("shortcut", "residual", "residual+shortcut")
+                if (hess["variant"] == v).any()]
+    for (m, label), variant in itertools.product(
+            (("hess_zero_frac", "near-zero"), ("hess_neg_frac", "negative")), variants):
+        table = stats.paired(hess, m, confidence=confidence, ignore=("lr",), higher=False,
+                             variant=variant)
         sig = table.apply(stats.significance, axis=1)
-        s += [f"### {label} eigenvalues, shortcut − plain (same seed)", "",
+        s += [f"### {label} eigenvalues, {variant} − plain (same seed)", "",
               _table(_paired_rows(table, where)), "",
-              f"Reading: the shortcut network has significantly fewer {label} eigenvalues in "
+              f"Reading: the {variant} network has significantly fewer {label} eigenvalues in "
               f"{int((sig < 0).sum())} of {len(table)} configurations, significantly more in "
               f"{int((sig > 0).sum())}, and no significant difference in "
               f"{int((sig == 0).sum())}.", ""]

@@ -124,8 +124,11 @@ def test_report_over_the_new_axes_says_what_it_left_out(tmp_path):
     assert "varied axes: depth, activation" in text
     assert ("residual and residual+shortcut at depth 1 left out: a depth-1 network has no skip "
             "between hidden layers") in text
-    assert "cover the problem's network (depth 1, relu) only" in text
+    assert "the decision boundaries cover the problem's network (depth 1, relu) only" in text
     assert {"heatmap_activation_depth", "paired_vs_depth", "paired_vs_activation"} <= set(
         rep.figures)
     hess = rep.tables["hessian"]
-    assert set(hess["depth"]) == {1} and set(hess["activation"]) == {"relu"}
+    assert set(hess["depth"]) == {1, 2} and set(hess["activation"]) == {"relu", "tanh"}
+    assert set(hess["variant"]) == set(ALL) and hess["hess_zero_frac"].notna().all()
+    for v in ("shortcut", "residual", "residual+shortcut"):
+        assert f"### near-zero eigenvalues, {v} − plain (same seed)" in text
