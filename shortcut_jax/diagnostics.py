@@ -15,7 +15,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from shortcut_jax.model import Forward, Params, check_finite, check_labels, forward_columns
-from shortcut_jax.network import NetParams, net_loss
+from shortcut_jax.network import NetForward, NetParams, named_leaves, net_loss
 
 SATURATED = 1e-3  # an example is saturated when y_hat (1 - y_hat) < SATURATED
 
@@ -88,6 +88,35 @@ def at_eval(params: Params, g: Params, X: jax.Array,
         "max_overlap": max_overlap(params),
         **grad_norms(g),
     }
+
+
+def net_at_eval(params: NetParams, g: NetParams, X: jax.Array,
+                fwd: NetForward) -> dict[str, jax.Array]:
+    """at_eval for the network family, fwd = network.net_forward_columns(params, X):
+    dead_frac (hidden units of every layer with z_k <= 0 on every row) and dead_frac_k per
+    layer, saturated_frac, shortcut_share (|W x| / (|W x| + |W_o a_L|)), max_overlap (the
+    largest over layers of max_overlap_k, between units' incoming weights in layer k) and
+    grad_norm_<leaf> (network.named_leaves). At depth 1 the first four are at_eval's."""
+    out: dict[str, jax.Array] = {}
+    dead = [jnp.all(Z <= 0, axis=1).astype(Z.dtype) for Z in fwd.zs]
+    out["dead_frac"] = jnp.mean(jnp.concatenate(dead))
+    Y_hat = fwd.y_hat
+    out["saturated_frac"] = jnp.mean((Y_hat * (1 - Y_hat) < SATURATED).astype(Y_hat.dtype))
+    if params.W is None:
+        out["shortcut_share"] = jnp.zeros((), X.dtype)
+    else:
+        skip, hidden = jnp.abs(params.W[0] @ X.T), jnp.abs(params.Wo[0] @ fwd.as_[-1])
+        total = skip + hidden
+        out["shortcut_share"] = jnp.mean(jnp.where(total > 0, skip / jnp.where(total > 0, total,
+                                                                                1), 0))
+    overlaps = [max_overlap(Params(W1=Wk, b1=None, W2=None, b2=None)) for Wk in params.Ws]
+    out["max_overlap"] = jnp.max(jnp.stack(overlaps))
+    if len(params.Ws) > 1:
+        for k, (d_k, o_k) in enumerate(zip(dead, overlaps), start=1):
+            out[f"dead_frac_{k}"], out[f"max_overlap_{k}"] = jnp.mean(d_k), o_k
+    out.update({f"grad_norm_{k}": jnp.sqrt(jnp.sum(v * v))
+                for k, v in named_leaves(g).items() if v is not None})
+    return out
 
 
 def hessian_matrix(objective, params: Params, X: jax.Array, Y: jax.Array) -> jax.Array:

@@ -193,6 +193,14 @@ def net_init(key: jax.Array, d: int, h: int, depth: int, *, variant: str = "shor
     return net_params_from_normals(z, d, h, depth, shortcut=shortcut, w_scale=w_scale)
 
 
+def named_leaves(params: NetParams) -> dict[str, jax.Array | None]:
+    """{"W1".."WL", "b1".."bL", "Wo", "bo", "W"}: W_k, b_k of hidden layer k, the output layer,
+    the shortcut (None in the plain network)."""
+    out = {f"W{k + 1}": W for k, W in enumerate(params.Ws)}
+    out |= {f"b{k + 1}": b for k, b in enumerate(params.bs)}
+    return {**out, "Wo": params.Wo, "bo": params.bo, "W": params.W}
+
+
 def count_net_params(params: NetParams) -> int:
     """Number of scalars in the pytree's leaves."""
     return sum(int(np.size(leaf)) for leaf in jax.tree_util.tree_leaves(params))

@@ -707,9 +707,7 @@ def _leaves(params) -> dict[str, Any]:
     W_k is the k-th hidden layer's)."""
     if not isinstance(params, net_lib.NetParams):
         return params._asdict()
-    out = {f"W{k + 1}": W for k, W in enumerate(params.Ws)}
-    out |= {f"b{k + 1}": b for k, b in enumerate(params.bs)}
-    return {**out, "Wo": params.Wo, "bo": params.bo, "W": params.W}
+    return net_lib.named_leaves(params)
 
 
 def _progress_bar(enabled: bool, total: int):

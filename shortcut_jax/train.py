@@ -240,8 +240,7 @@ def evaluate(config: TrainConfig, params: Params, data: Dataset,
 
     Each split's forward pass is traced once and read by every metric of that split (the
     gradient traces its own training pass, which XLA merges with this one). w_on: see
-    make_stages. The network family (config.general) records the losses, accuracies and
-    gradient norms (its diagnostics are not written yet).
+    make_stages. The network family (config.general): _evaluate_network.
     """
     if config.general:
         return _evaluate_network(config, params, data, w_on)
@@ -265,7 +264,7 @@ def evaluate(config: TrainConfig, params: Params, data: Dataset,
 def _evaluate_network(config: TrainConfig, params, data: Dataset,
                       w_on: jax.Array | None = None) -> dict[str, jax.Array]:
     """evaluate for the network family: loss and accuracy of each split, test_gen_err with a
-    teacher, grad_norm."""
+    teacher, grad_norm, and diagnostics.net_at_eval."""
     g = _masked(make_grad_fn(config)(params, data.X_train, data.Y_train), w_on)
     out = {}
     for split in ("train", "val", "test"):
@@ -274,9 +273,12 @@ def _evaluate_network(config: TrainConfig, params, data: Dataset,
                                       residual=config.residual)
         out[f"{split}_loss"] = net.loss_from_net_forward(fwd, Y, config.loss_fn)
         out[f"{split}_acc"] = _accuracy_from(fwd.y_hat, Y)
+        if split == "train":
+            train = fwd
     if data.P_test is not None:
         out["test_gen_err"] = jnp.mean(0.5 * (fwd.y_hat - data.P_test) ** 2)
     out["grad_norm"] = optax.tree.norm(g)
+    out.update(diagnostics.net_at_eval(params, g, data.X_train, train))
     return out
 
 
