@@ -93,13 +93,14 @@ def verdict(table: pd.DataFrame, metric: str, where: list[str]) -> str:
     return text + "."
 
 
-def _paired_rows(table: pd.DataFrame, axes: list[str], digits: int = 4) -> pd.DataFrame:
+def _paired_rows(table: pd.DataFrame, axes: list[str], digits: int = 4,
+                 variant: str = "shortcut") -> pd.DataFrame:
     out = pd.DataFrame({"setting": [_setting(r, axes) for _, r in table.iterrows()]})
     out["difference [CI]"] = [stats.format_ci(r.diff_mean, r.diff_lo, r.diff_hi, digits)
                                   for r in table.itertuples()]
     out["p (t test)"] = ["–" if np.isnan(p) else f"{p:.3g}" for p in table["p_ttest"]]
     out["p (Wilcoxon)"] = ["–" if np.isnan(p) else f"{p:.3g}" for p in table["p_wilcoxon"]]
-    out["shortcut win rate"] = [f"{w:.2f}" for w in table["win_rate"]]
+    out[f"{variant} win rate"] = [f"{w:.2f}" for w in table["win_rate"]]
     out["pairs"] = table["n_used"].to_numpy()
     return out
 
@@ -325,7 +326,7 @@ def _hessian_section(hess: pd.DataFrame, where: list[str], confidence: float) ->
                              variant=variant)
         sig = table.apply(stats.significance, axis=1)
         s += [f"### {label} eigenvalues, {variant} − plain (same seed)", "",
-              _table(_paired_rows(table, where)), "",
+              _table(_paired_rows(table, where, variant=variant)), "",
               f"Reading: the {variant} network has significantly fewer {label} eigenvalues in "
               f"{int((sig < 0).sum())} of {len(table)} configurations, significantly more in "
               f"{int((sig > 0).sum())}, and no significant difference in "

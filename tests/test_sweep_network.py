@@ -132,3 +132,4 @@ def test_report_over_the_new_axes_says_what_it_left_out(tmp_path):
     assert set(hess["variant"]) == set(ALL) and hess["hess_zero_frac"].notna().all()
     for v in ("shortcut", "residual", "residual+shortcut"):
         assert f"### near-zero eigenvalues, {v} − plain (same seed)" in text
+    assert "| residual win rate |" in text and "| residual+shortcut win rate |" in text
