@@ -6,7 +6,7 @@ import pytest
 
 from shortcut_jax import cli, netgrads
 
-ARGS = ["grad-check", "--cases", "1", "--net-cases", "2", "--depth", "1", "2", "--activation",
+ARGS = ["grad-check", "--cases", "1", "--net-cases", "1", "--depth", "1", "2", "--activation",
         "tanh", "--variants", "shortcut", "residual"]
 
 

@@ -222,7 +222,7 @@ small_cases = st.fixed_dictionaries(dict(
     loss_fn=st.sampled_from(nw.LOSS_FNS)))
 
 
-@settings(SETTINGS, max_examples=30)
+@settings(SETTINGS, max_examples=20)
 @given(small_cases)
 def test_manual_grad_matches_finite_differences_of_numpy_reference(case):
     """float64, eps 1e-6, rtol 1e-6, atol 1e-8 max(1, max |fd|). For relu and leaky_relu a
