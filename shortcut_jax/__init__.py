@@ -26,6 +26,21 @@ from shortcut_jax.model import (
     num_params,
     predict,
 )
+from shortcut_jax.netgrads import net_manual_example_grad, net_manual_grad
+from shortcut_jax.network import (
+    ACTIVATIONS,
+    NetForward,
+    NetParams,
+    count_net_params,
+    from_net,
+    net_forward,
+    net_forward_columns,
+    net_init,
+    net_loss,
+    net_predict,
+    num_net_params,
+    to_net,
+)
 from shortcut_jax.results import load as load_results
 from shortcut_jax.results import load_params
 from shortcut_jax.sweep import Grid, run_sweep, use_cpu_cores
@@ -43,13 +58,17 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "ACTIVATIONS",
     "Dataset",
     "Forward",
     "Grid",
+    "NetForward",
+    "NetParams",
     "Params",
     "TrainConfig",
     "bce_loss",
     "compilation",
+    "count_net_params",
     "count_params",
     "data",
     "diagnostics",
@@ -60,6 +79,7 @@ __all__ = [
     "forward",
     "forward_columns",
     "forward_example",
+    "from_net",
     "init_params",
     "load_params",
     "load_results",
@@ -68,6 +88,14 @@ __all__ = [
     "manual_example_grad",
     "manual_grad",
     "manual_grad_bce",
+    "net_forward",
+    "net_forward_columns",
+    "net_init",
+    "net_loss",
+    "net_manual_example_grad",
+    "net_manual_grad",
+    "net_predict",
+    "num_net_params",
     "num_params",
     "plots",
     "predict",
@@ -75,5 +103,6 @@ __all__ = [
     "results",
     "run_sweep",
     "stats",
+    "to_net",
     "use_cpu_cores",
 ]

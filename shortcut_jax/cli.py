@@ -63,13 +63,11 @@ def add_grid_flags(parser: argparse.ArgumentParser, defaults: dict[str, Any]) ->
     """The flags of a Grid, shared by `sweep` and `compare` (`defaults` differ)."""
     from shortcut_jax.data import DATASETS, DEFAULT_NOISE, LINEAR_XOR_WEIGHT, VAL_FRACTION
     from shortcut_jax.model import SHORTCUT_INITS
-    from shortcut_jax.sweep import AXIS_DEFAULTS, VARIANTS
+    from shortcut_jax.sweep import AXIS_DEFAULTS
     from shortcut_jax.train import LOSSES, OPTIMIZERS
 
     a = parser.add_argument
     g = parser.add_argument_group("the network and its training")
-    g.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
-                   help="the plain network, the shortcut network, or both (paired by seed)")
     g.add_argument("--widths", nargs="+", type=positive_int, default=defaults["widths"],
                    help="hidden widths h")
     g.add_argument("--lrs", nargs="+", type=number, default=defaults["lrs"],
@@ -144,7 +142,24 @@ def add_grid_flags(parser: argparse.ArgumentParser, defaults: dict[str, Any]) ->
     r.add_argument("--block-size", type=positive_int, default=None,
                    help="runs vmapped together (default: from n and h, sweep.auto_block_size)")
     a("--out", default=None, help="output folder (default runs/<command>-<date-time>)")
+    add_network_flags(parser)
     add_run_flags(parser)
+
+
+def add_network_flags(parser: argparse.ArgumentParser) -> None:
+    """--depth, --activation, --variants: the network family's axes (network.py)."""
+    from shortcut_jax.network import ACTIVATIONS, LEAKY_SLOPE, VARIANTS
+
+    g = parser.add_argument_group("the network family")
+    g.add_argument("--depth", nargs="+", type=positive_int, default=[1],
+                   help="hidden layers L (1: the problem's network)")
+    g.add_argument("--activation", nargs="+", choices=list(ACTIVATIONS), default=["relu"],
+                   help=f"hidden activations (leaky_relu: slope {LEAKY_SLOPE} for z <= 0; erf: "
+                        f"erf(z/sqrt 2))")
+    g.add_argument("--variants", nargs="+", choices=VARIANTS, default=["plain", "shortcut"],
+                   help="plain, shortcut (input -> output W x), residual (identity skips "
+                        "between hidden layers, depth >= 2), residual+shortcut; every variant "
+                        "of a seed starts from the plain network's weights (paired by seed)")
 
 
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
@@ -216,7 +231,8 @@ def add_bench_flags(parser: argparse.ArgumentParser) -> None:
       help="time this configuration (JSON list) in the configs section instead of --configs")
 
 
-FLAGS = {"datasets": "--dataset", "d": "--dim", "loss_fns": "--loss",
+FLAGS = {"datasets": "--dataset", "d": "--dim", "loss_fns": "--loss", "depths": "--depth",
+         "activations": "--activation", "depth": "--depth",
          "optimizers": "--optimizer", "csv": "--data", "teacher_labels": "--teacher-labels"}
 """Grid fields whose flag is not "--" + the field's name with dashes."""
 
@@ -251,7 +267,8 @@ def grid_from_args(args: argparse.Namespace, smoke: dict[str, Any] | None):
         teacher_labels=args.teacher_labels, teacher_flip=args.teacher_flip,
         teacher_seed=args.teacher_seed, val_fraction=args.val_fraction,
         test_fraction=args.test_fraction, csv=args.data, target=args.target,
-        chunk_size=args.chunk_size, block_size=args.block_size)
+        chunk_size=args.chunk_size, block_size=args.block_size, depths=args.depth,
+        activations=args.activation)
     if args.smoke:
         smoke = dict(smoke or {})
         if args.data is not None:  # the smoke sizes of synthetic tasks do not apply
@@ -433,9 +450,17 @@ def cmd_grad_check(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     init_runtime(args)
     from shortcut_jax import gradcheck
 
+    try:
+        gradcheck.network_settings(args.depth, args.activation, args.variants)
+    except ValueError as e:
+        parser.error(_as_flags(str(e), args, parser))
     result = gradcheck.run(args.cases, args.seed)
     print(gradcheck.format_table(result))
-    return 1 if result["failed"] else 0
+    net = gradcheck.run_network(args.net_cases, args.seed, args.depth, args.activation,
+                                args.variants)
+    print()
+    print(gradcheck.format_network_table(net))
+    return 1 if result["failed"] or net["failed"] else 0
 
 
 def cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -507,6 +532,10 @@ def make_parser() -> argparse.ArgumentParser:
                        "(float32, float64) and central finite differences; exit 1 on failure.")
     p.add_argument("--cases", type=positive_int, default=300, help="random cases per network")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="PRNG seed")
+    add_network_flags(p)
+    p.add_argument("--net-cases", type=positive_int, default=30,
+                   help="random cases per (depth, activation, variant, loss) of the network "
+                        "family's check")
     add_run_flags(p)
     p.set_defaults(func=lambda a, p=p: cmd_grad_check(a, p))
 

@@ -7,12 +7,15 @@ written out in NumPy (what the report uses; nothing to compile).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from shortcut_jax.model import Forward, Params, check_finite, check_labels, forward_columns
+from shortcut_jax.network import NetForward, NetParams, named_leaves, net_loss
 
 SATURATED = 1e-3  # an example is saturated when y_hat (1 - y_hat) < SATURATED
 
@@ -85,6 +88,35 @@ def at_eval(params: Params, g: Params, X: jax.Array,
         "max_overlap": max_overlap(params),
         **grad_norms(g),
     }
+
+
+def net_at_eval(params: NetParams, g: NetParams, X: jax.Array,
+                fwd: NetForward) -> dict[str, jax.Array]:
+    """at_eval for the network family, fwd = network.net_forward_columns(params, X):
+    dead_frac (hidden units of every layer with z_k <= 0 on every row) and dead_frac_k per
+    layer, saturated_frac, shortcut_share (|W x| / (|W x| + |W_o a_L|)), max_overlap (the
+    largest over layers of max_overlap_k, between units' incoming weights in layer k) and
+    grad_norm_<leaf> (network.named_leaves). At depth 1 the first four are at_eval's."""
+    out: dict[str, jax.Array] = {}
+    dead = [jnp.all(Z <= 0, axis=1).astype(Z.dtype) for Z in fwd.zs]
+    out["dead_frac"] = jnp.mean(jnp.concatenate(dead))
+    Y_hat = fwd.y_hat
+    out["saturated_frac"] = jnp.mean((Y_hat * (1 - Y_hat) < SATURATED).astype(Y_hat.dtype))
+    if params.W is None:
+        out["shortcut_share"] = jnp.zeros((), X.dtype)
+    else:
+        skip, hidden = jnp.abs(params.W[0] @ X.T), jnp.abs(params.Wo[0] @ fwd.as_[-1])
+        total = skip + hidden
+        out["shortcut_share"] = jnp.mean(jnp.where(total > 0, skip / jnp.where(total > 0, total,
+                                                                                1), 0))
+    overlaps = [max_overlap(Params(W1=Wk, b1=None, W2=None, b2=None)) for Wk in params.Ws]
+    out["max_overlap"] = jnp.max(jnp.stack(overlaps))
+    if len(params.Ws) > 1:
+        for k, (d_k, o_k) in enumerate(zip(dead, overlaps), start=1):
+            out[f"dead_frac_{k}"], out[f"max_overlap_{k}"] = jnp.mean(d_k), o_k
+    out.update({f"grad_norm_{k}": jnp.sqrt(jnp.sum(v * v))
+                for k, v in named_leaves(g).items() if v is not None})
+    return out
 
 
 def hessian_matrix(objective, params: Params, X: jax.Array, Y: jax.Array) -> jax.Array:
@@ -168,6 +200,31 @@ def hessian_by_hand(params: Params, X, Y, loss_fn: str = "mse") -> np.ndarray:
     H[:, h * d + h + k, h * d + k] += cross_b1
     H[:, h * d + k, h * d + h + k] += cross_b1
     return H[0] if single else H
+
+
+def net_hessian(params: NetParams, X, Y, *, activation: str = "relu", residual: bool = False,
+                loss_fn: str = "mse") -> np.ndarray:
+    """The exact Hessian of the network family's J (network.net_loss) over the flattened
+    parameters (ravel_pytree order: W_1..W_L, b_1..b_L, W_o, b_o, W, which is hessian_by_hand's
+    at depth 1), by jax.hessian in float64, symmetrized; params may carry a leading axis of R
+    runs -> (R, P, P). At depth 1 with ReLU it equals hessian_by_hand (tested)."""
+    if not isinstance(params, NetParams):
+        raise TypeError(f"params: expected a network.NetParams, got {type(params).__name__}")
+    with jax.enable_x64(True):
+        p = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
+        X, Y = jnp.asarray(X, jnp.float64), jnp.asarray(Y, jnp.float64)
+        single = p.Ws[0].ndim == 2
+        if single:
+            p = jax.tree.map(lambda a: a[None], p)
+        J = functools.partial(net_loss, activation=activation, residual=residual,
+                              loss_fn=loss_fn)
+        H = np.asarray(_net_hessians(J, p, X, Y))
+    return H[0] if single else H
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _net_hessians(J, params, X, Y):
+    return jax.vmap(lambda q: hessian_matrix(J, q, X, Y))(params)
 
 
 def spectrum_fractions(eig, tol: float = 1e-6, xp=jnp) -> dict:

@@ -29,7 +29,7 @@ SELECTION_RULE = ("Learning rates are chosen per variant and configuration by th
                   "final validation accuracy over seeds; test metrics are reported for the "
                   "chosen learning rates only.")
 AXES = ("width", "n_train", "d", "noise", "linear_weight", "teacher_width", "teacher_shortcut",
-        "batch_size", "shortcut_init", "optimizer", "loss_fn")
+        "batch_size", "shortcut_init", "optimizer", "loss_fn", "depth", "activation")
 """Grid axes an ablation may vary (besides dataset, seed and lr)."""
 HESSIAN_MAX_PARAMS = 600
 HESSIAN_MAX_SEEDS = 256
@@ -111,7 +111,8 @@ def verdict(table: pd.DataFrame, metric: str, where: list[str], level: float = 0
     return text + f" (Holm over the {int(table['n_tests'].max()) if len(table) else 0} tested)."
 
 
-def _paired_rows(table: pd.DataFrame, axes: list[str], digits: int = 4) -> pd.DataFrame:
+def _paired_rows(table: pd.DataFrame, axes: list[str], digits: int = 4,
+                 variant: str = "shortcut") -> pd.DataFrame:
     out = pd.DataFrame({"setting": [_setting(r, axes) for _, r in table.iterrows()]})
     out["difference [CI]"] = [stats.format_ci(r.diff_mean, r.diff_lo, r.diff_hi, digits)
                                   for r in table.itertuples()]
@@ -122,7 +123,7 @@ def _paired_rows(table: pd.DataFrame, axes: list[str], digits: int = 4) -> pd.Da
                                 for p in table["p_wilcoxon_holm"]]
     out["detectable (80% power)"] = ["–" if np.isnan(x) else f"{x:.{digits}f}"
                                      for x in table["detectable"]]
-    out["shortcut win rate"] = [f"{w:.2f}" for w in table["win_rate"]]
+    out[f"{variant} win rate"] = [f"{w:.2f}" for w in table["win_rate"]]
     out["pairs"] = table["n_used"].to_numpy()
     return out
 
@@ -281,6 +282,15 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
           "Holm-adjusted p values are adjusted over the rows of their table (one family per "
           "table and metric: the configurations it compares). "
           + stats.VERDICT_RULE.format(conf=confidence, level=1 - confidence), ""]
+    residual = [v for v in grid.get("variants", ()) if v.startswith("residual")]
+    if residual and 1 in grid.get("depths", (1,)):
+        s += [f"{' and '.join(residual)} at depth 1 left out: a depth-1 network has no skip "
+              "between hidden layers (it is the plain network there).", ""]
+    if ((df["depth"] > 1) | (df["activation"] != "relu")).any():
+        s += ["The paired sections take shortcut − plain at each depth and activation (the "
+              "Hessian section also residual − plain); the decision boundaries cover the "
+              "problem's network (depth 1, relu) only. Hessians: by hand for the problem's "
+              "network, by jax.hessian in float64 for the others.", ""]
     for record in config.get("data", []):
         if "path" in record:
             s += [f"- {record['path']}: {record['n_train']} train / {record['n_val']} validation "
@@ -419,9 +429,11 @@ def hessian_table(folder: Path, data: list, chosen: pd.DataFrame) -> pd.DataFram
     """Exact float64 Hessian spectra of J at the final parameters of the chosen runs (models up
     to HESSIAN_MAX_PARAMS parameters, the first HESSIAN_MAX_SEEDS seeds): hess_zero_frac,
     hess_neg_frac, hess_zero (the near-zero count) per run, from the hand-written Hessian
-    (diagnostics.hessian_by_hand: NumPy, nothing compiles), and the singularity census on the
-    training inputs (CENSUS columns). data: _datasets(folder, config)."""
-    from shortcut_jax.model import num_params
+    (diagnostics.hessian_by_hand: NumPy, nothing compiles) for the problem's network and
+    jax.hessian in float64 (diagnostics.net_hessian) for the others, and for the problem's
+    network the singularity census on the training inputs (CENSUS columns). data:
+    _datasets(folder, config)."""
+    from shortcut_jax.network import num_net_params, variant_parts
 
     seeds = np.sort(chosen["seed"].unique())[:HESSIAN_MAX_SEEDS]
     chosen = chosen[chosen["seed"].isin(seeds)]
@@ -430,23 +442,28 @@ def hessian_table(folder: Path, data: list, chosen: pd.DataFrame) -> pd.DataFram
         X, Y = ds.X_train, ds.Y_train
         d = X.shape[1]
         runs = _rows_of(chosen, spec)
-        for (width, loss_fn, variant), part in runs.groupby(["width", "loss_fn", "variant"],
-                                                            observed=True):
-            P = num_params(d, int(width), shortcut=variant == "shortcut")
+        for (width, loss_fn, variant, depth, act), part in runs.groupby(
+                ["width", "loss_fn", "variant", "depth", "activation"], observed=True):
+            P = num_net_params(d, int(width), int(depth), str(variant))
             if P > HESSIAN_MAX_PARAMS:
                 continue
             params = results.params_of(folder, part)
             # a diverged run (NaN/inf parameters) has no spectrum: NaN, left out of the stats
             finite = np.logical_and.reduce([np.isfinite(a).reshape(len(part), -1).all(1)
-                                            for a in params if a is not None])
+                                            for a in jax.tree.leaves(params)])
             fractions = np.full((len(part), 2), np.nan)
             census = {c: np.full(len(part), np.nan) for c in CENSUS}
             rows = np.flatnonzero(finite)
             step = max(1, HESSIAN_CHUNK // (len(X) * P))  # runs per call: G is (runs, n, P)
             for i in range(0, len(rows), step):
                 take = rows[i:i + step]
-                H = diagnostics.hessian_by_hand(jax.tree.map(lambda a, t=take: a[t], params),
-                                                X, Y, str(loss_fn))
+                taken = jax.tree.map(lambda a, t=take: a[t], params)
+                if depth == 1 and act == "relu":  # the problem's network, by hand
+                    H = diagnostics.hessian_by_hand(taken, X, Y, str(loss_fn))
+                else:  # the network family: jax.hessian in float64
+                    H = diagnostics.net_hessian(taken, X, Y, activation=str(act),
+                                                residual=variant_parts(str(variant))[0],
+                                                loss_fn=str(loss_fn))
                 # LAPACK through NumPy on one thread: right after a JAX computation, OpenBLAS's
                 # threads compete with XLA's for the cores (experiments/BENCHMARKS.md)
                 with threadpoolctl.threadpool_limits(1):
@@ -454,10 +471,10 @@ def hessian_table(folder: Path, data: list, chosen: pd.DataFrame) -> pd.DataFram
                 spectra = diagnostics.spectrum_fractions(eig, xp=np)
                 fractions[take] = np.stack(
                     [spectra["hess_zero_frac"], spectra["hess_neg_frac"]], 1)
-                found = diagnostics.singularity_census(
-                    jax.tree.map(lambda a, t=take: a[t], params), X)
-                for c in CENSUS:
-                    census[c][take] = found[c]
+                if depth == 1 and act == "relu":  # the census is the problem's network's
+                    found = diagnostics.singularity_census(taken, X)
+                    for c in CENSUS:
+                        census[c][take] = found[c]
             out.append(part[[*stats.RUN_KEYS, "step"]].assign(
                 n_params=P, hess_zero_frac=fractions[:, 0], hess_neg_frac=fractions[:, 1],
                 hess_zero=np.round(fractions[:, 0] * P), **census))
@@ -479,12 +496,16 @@ def _hessian_section(hess: pd.DataFrame, where: list[str], confidence: float) ->
             stats.format_ci(r[f"{m}_mean"], r[f"{m}_lo"], r[f"{m}_hi"])
             for _, r in per.iterrows()]
     s += [_table(view), ""]
-    for m, label in (("hess_zero_frac", "near-zero"), ("hess_neg_frac", "negative")):
-        table = stats.paired(hess, m, confidence=confidence, ignore=("lr",), higher=False)
+    variants = [v for v in ("shortcut", "residual", "residual+shortcut")
+                if (hess["variant"] == v).any()]
+    for (m, label), variant in itertools.product(
+            (("hess_zero_frac", "near-zero"), ("hess_neg_frac", "negative")), variants):
+        table = stats.paired(hess, m, confidence=confidence, ignore=("lr",), higher=False,
+                             variant=variant)
         sig = table.apply(stats.significance, axis=1, level=1 - confidence)
-        s += [f"### {label} eigenvalues, shortcut − plain (same seed)", "",
-              _table(_paired_rows(table, where)), "",
-              f"Reading: the shortcut network has significantly fewer {label} eigenvalues in "
+        s += [f"### {label} eigenvalues, {variant} − plain (same seed)", "",
+              _table(_paired_rows(table, where, variant=variant)), "",
+              f"Reading: the {variant} network has significantly fewer {label} eigenvalues in "
               f"{int((sig < 0).sum())} of {len(table)} configurations, significantly more in "
               f"{int((sig > 0).sum())}, and no significant difference in "
               f"{int((sig == 0).sum())} (Holm over the {int(table['n_tests'].max())} tested).",
@@ -500,7 +521,7 @@ def _census_section(hess: pd.DataFrame, where: list[str], confidence: float) -> 
     """The measured near-zero count beside the census' predictions, and its paired difference
     split by cause (diagnostics.singularity_census)."""
     keys = [c for c in stats.CONFIG_KEYS if c != "lr"]
-    ok = hess.dropna(subset=["hess_zero"])
+    ok = hess.dropna(subset=["hess_zero", "crit_total"])  # the census: the problem's network
     if ok.empty:
         return []
     ok = ok.assign(hess_unexplained=ok["hess_zero"] - ok["crit_total"])
@@ -644,6 +665,7 @@ def boundaries(folder: Path, data: list, chosen: pd.DataFrame) -> dict:
     out, seen = {}, set()
     for spec, ds, name in data:
         rows = _rows_of(chosen, spec)
+        rows = rows[(rows["depth"] == 1) & (rows["activation"] == "relu")]  # the problem's net
         if np.shape(ds.X_train)[1] != 2 or rows.empty or spec["dataset"] in seen:
             continue
         seen.add(spec["dataset"])

@@ -51,7 +51,7 @@ from shortcut_jax.data import file_sha256 as sha256
 
 ID_COLUMNS = ("dataset", "data_seed", "n_train", "d", "noise", "linear_weight", "teacher_width",
               "teacher_shortcut", "variant", "width", "shortcut_init", "lr", "seed",
-              "optimizer", "loss_fn", "batch_size", "step")
+              "optimizer", "loss_fn", "batch_size", "depth", "activation", "step")
 """Columns that identify a row: every grid axis, the seed and the eval step (results.csv)."""
 METRIC_COLUMNS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
                   "grad_norm")
@@ -700,8 +700,9 @@ def _write_csv(f, folder: Path, table: dict[str, Any]) -> None:
 
 # --- reading: the typed table ------------------------------------------------------------------
 
-CATEGORICAL = ("dataset", "variant", "shortcut_init", "optimizer", "loss_fn", "batch_size")
-INTEGER = ("data_seed", "width", "seed", "step")
+CATEGORICAL = ("dataset", "variant", "shortcut_init", "optimizer", "loss_fn", "batch_size",
+               "activation")
+INTEGER = ("data_seed", "width", "seed", "step", "depth")
 NULLABLE_INTEGER = ("n_train", "d", "teacher_width")
 FLOAT = ("noise", "linear_weight", "teacher_shortcut", "lr")
 
@@ -887,13 +888,18 @@ def _load_csv(f: RunFolder, columns: Sequence[str] | None, selectors: dict[str, 
               **dict.fromkeys(NULLABLE_INTEGER, "Int64"), **dict.fromkeys(FLOAT, "float64")}
     with _unreadable(f.results_csv):
         # every column typed (a metric empty for one variant, e.g. grad_norm_W, is no mixed column)
-        metrics = [c for c in pd.read_csv(f.results_csv, nrows=0).columns
-                   if c not in ID_COLUMNS]
+        header = list(pd.read_csv(f.results_csv, nrows=0).columns)
+        metrics = [c for c in header if c not in ID_COLUMNS]
+        # written before the network family: depth 1, relu (the problem's network)
+        before = {c: v for c, v in (("depth", 1), ("activation", "relu")) if c not in header}
         df = pd.read_csv(f.results_csv, dtype={**dtypes, **dict.fromkeys(metrics, "float64")},
                          keep_default_na=False,
                          na_values={**{c: [""] for c in (*NULLABLE_INTEGER, *FLOAT,
                                                          "shortcut_init")},
                                     **{c: ["", "nan", "NaN", "-nan"] for c in metrics}})
+        for c, v in before.items():
+            df.insert(ID_COLUMNS.index(c), c, v)
+            df[c] = df[c].astype(dtypes[c])
         if list(df.columns[:len(ID_COLUMNS)]) != list(ID_COLUMNS):
             raise ValueError(f"expected the columns {list(ID_COLUMNS)} first")
     df["shortcut_init"] = df["shortcut_init"].cat.remove_categories(
@@ -957,13 +963,16 @@ def _key(values) -> tuple:
 
 def params_of(folder: str | Path, rows) -> Any:
     """Final Params of the runs in `rows` (rows of load(folder): final_rows, stats.best_lr...),
-    stacked on a leading run axis in row order. The runs must share shapes and variant."""
+    stacked on a leading run axis in row order. The runs must share shapes and variant.
+    Runs of the network family (depth > 1 or an activation other than relu) give a
+    network.NetParams."""
     from shortcut_jax.model import Params
+    from shortcut_jax.network import NetParams
 
     f = _finished(folder)
     if len(rows) == 0:
         raise ValueError("rows: expected at least one run, got none")
-    for column in ("variant", "width", "d", "dataset"):
+    for column in ("variant", "width", "d", "dataset", "depth", "activation"):
         if rows[column].nunique(dropna=False) > 1:
             raise ValueError(f"selectors: the runs have several {column} values "
                              f"{sorted(rows[column].unique().tolist(), key=str)}; select one, "
@@ -972,11 +981,19 @@ def params_of(folder: str | Path, rows) -> Any:
         where = _params_index(f.params_npz, f.params_npz.stat().st_mtime_ns)
     picked = [where[_key(r)] for r in rows[list(ID_COLUMNS[:-1])].to_dict("records")]
     leaves = {}
+    depth = int(rows["depth"].iloc[0])
+    network = depth > 1 or rows["activation"].iloc[0] != "relu"
+    names = ([f"W{k}" for k in range(1, depth + 1)] + [f"b{k}" for k in range(1, depth + 1)]
+             + ["Wo", "bo", "W"]) if network else Params._fields
     with _unreadable(f.params_npz), np.load(f.params_npz) as z:
-        for name in Params._fields:  # z[key] reads the whole array: once per group and leaf
+        for name in names:  # z[key] reads the whole array: once per group and leaf
             if f"{picked[0][0]}/{name}" in z.files:
                 arrays = {g: z[f"{g}/{name}"] for g in dict.fromkeys(g for g, _ in picked)}
                 leaves[name] = np.stack([arrays[g][i] for g, i in picked])
+    if network:  # sweep._leaves' names
+        return NetParams(Ws=tuple(leaves[f"W{k}"] for k in range(1, depth + 1)),
+                         bs=tuple(leaves[f"b{k}"] for k in range(1, depth + 1)),
+                         Wo=leaves["Wo"], bo=leaves["bo"], W=leaves.get("W"))
     return Params(**leaves)
 
 

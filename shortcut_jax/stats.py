@@ -175,7 +175,7 @@ def best_lr(df: pd.DataFrame, select_by: str = "val_acc") -> pd.DataFrame:
 
 def paired(df: pd.DataFrame, metric: str = "test_acc", by: Sequence[str] | None = None, *,
            tau: float | None = None, confidence: float = 0.95, ignore: Sequence[str] = (),
-           higher: bool | None = None) -> pd.DataFrame:
+           higher: bool | None = None, variant: str = "shortcut") -> pd.DataFrame:
     """Shortcut minus plain of the final `metric` (or "steps_to_tau" with tau), per seed,
     matched on seed and every other grid axis, summarized per `by` (default: CONFIG_KEYS
     without variant and shortcut_init, plus shortcut_init). Where `by` leaves axes out, a
@@ -191,6 +191,8 @@ def paired(df: pd.DataFrame, metric: str = "test_acc", by: Sequence[str] | None 
     `ignore`: axes left out of the matching, e.g. ("lr",) for best_lr(df) rows, so that each
     variant runs at its own selected learning rate. df may hold final rows already.
     `higher`: whether a higher metric is better (for the win rate); default from its name.
+    `variant`: the variant taken against plain ("shortcut", "residual", "residual+shortcut");
+    the columns keep the names mean_shortcut and win_rate for it.
     """
     if metric == STEPS and STEPS not in df.columns:
         if tau is None:
@@ -202,7 +204,7 @@ def paired(df: pd.DataFrame, metric: str = "test_acc", by: Sequence[str] | None 
                          f"{[c for c in runs.columns if c not in (*ID_COLUMNS, 'run')]}")
     match = [c for c in RUN_KEYS if c not in ("variant", "shortcut_init", *ignore)]
     plain = runs[runs["variant"] == "plain"][[*match, metric]]
-    short = runs[runs["variant"] == "shortcut"][[*match, "shortcut_init", metric]]
+    short = runs[runs["variant"] == variant][[*match, "shortcut_init", metric]]
     pairs = short.merge(plain, on=match, suffixes=("_s", "_p"), validate="many_to_one")
     keys = [c for c in _keys(df, by) if c in pairs.columns and c != "variant"
             and c not in ignore]

@@ -38,6 +38,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from shortcut_jax import data as data_lib
+from shortcut_jax import network as net_lib
 from shortcut_jax import results as results_lib
 from shortcut_jax.data import Dataset
 from shortcut_jax.model import shortcut_w_scale
@@ -52,6 +53,9 @@ from shortcut_jax.train import (
 )
 
 VARIANTS = ("plain", "shortcut")
+"""The default variants: the problem's two networks."""
+ALL_VARIANTS = net_lib.VARIANTS
+"""Every variant a grid takes: the residual ones need depths >= 2 (network.py)."""
 MATMUL_PRECISION = "highest"  # pinned for every sweep: GPUs would otherwise use TF32
 
 SYNTHETIC_AXES = ("n_train", "d", "noise")
@@ -133,6 +137,8 @@ class Grid:
     # at most CHUNK_RUNS
     block_size: int | None = None  # runs per device per call; None: auto_block_size
     memory_budget: int = 1 << 30  # bytes a chunk may take on one device
+    depths: tuple[int, ...] = (1,)
+    activations: tuple[str, ...] = ("relu",)
 
     def __post_init__(self):
         if self.csv is not None:
@@ -144,7 +150,8 @@ class Grid:
         elif self.target is not None:
             raise ValueError(f"target: only used with csv (a CSV file), got {self.target!r}")
         for name in ("datasets", "variants", "widths", "lrs", "data_seeds", "optimizers",
-                     "loss_fns", "batch_size", "shortcut_init", *DATA_AXES):
+                     "loss_fns", "batch_size", "shortcut_init", *DATA_AXES, "depths",
+                     "activations"):
             value = getattr(self, name)
             if value is None:
                 continue
@@ -161,8 +168,20 @@ class Grid:
                 raise ValueError(f"datasets: expected names in {list(data_lib.DATASETS)}, got "
                                  f"{name!r}")
         for v in self.variants:
-            if v not in VARIANTS:
-                raise ValueError(f"variants: expected values in {VARIANTS}, got {v!r}")
+            if v not in ALL_VARIANTS:
+                raise ValueError(f"variants: expected values in {ALL_VARIANTS}, got {v!r}")
+        for depth in self.depths:
+            data_lib._check_int("depths", depth)
+        for a in self.activations:
+            if a not in net_lib.ACTIVATIONS:
+                raise ValueError(f"activations: expected names in {list(net_lib.ACTIVATIONS)}, "
+                                 f"got {a!r}")
+        residual = [v for v in self.variants if v.startswith("residual")]
+        if residual and max(self.depths) == 1:
+            raise ValueError(f"variants: {residual} add identity skips between hidden layers, "
+                             f"and a depth-1 network has one hidden layer (residual is the plain "
+                             f"network there); expected depths >= 2 with them, got depths "
+                             f"{list(self.depths)}")
         for w in self.widths:
             data_lib._check_int("widths", w)
         for seed in self.data_seeds:
@@ -215,13 +234,22 @@ class Grid:
                           self.batch_size[0])
 
     def train_config(self, width: int, optimizer: str, loss_fn: str,
-                     batch_size: int | None = None) -> TrainConfig:
+                     batch_size: int | None = None, depth: int = 1, activation: str = "relu",
+                     residual: bool = False) -> TrainConfig:
         """The compiled program's settings: always the shortcut network (a plain run is W = 0
         with W frozen, see Executor); W's start is the sweep's traced w_scale, so the config
-        holds no shortcut_init (one program for all of them)."""
+        holds no shortcut_init (one program for all of them). The residual skips are static:
+        residual and residual+shortcut share a program, plain and shortcut another."""
         return TrainConfig(h=width, shortcut=True, steps=self.steps,
                            eval_every=self.eval_every, optimizer=optimizer, loss_fn=loss_fn,
-                           grad=self.grad, batch_size=batch_size)
+                           grad=self.grad, batch_size=batch_size, depth=depth,
+                           activation=activation, residual=residual)
+
+    @property
+    def left_out(self) -> list[str]:
+        """Notes on combinations the grid does not run: residual variants at depth 1."""
+        return [f"{v} at depth 1 left out (no skip between hidden layers: the plain network)"
+                for v in self.variants if v.startswith("residual") and 1 in self.depths]
 
     def data_specs(self) -> list[DataSpec]:
         """Every data set of the grid: dataset x data seed x the data axes that apply to it."""
@@ -240,12 +268,17 @@ class Grid:
         plain variant has no shortcut_init (None): its runs pair with every shortcut_init."""
         out = []
         for spec in self.data_specs() if specs is None else specs:
-            for variant, width, opt, lf, bs in itertools.product(
-                    self.variants, self.widths, self.optimizers, self.loss_fns, self.batch_size):
-                inits = self.shortcut_init if variant == "shortcut" else (None,)
+            for variant, width, opt, lf, bs, depth, act in itertools.product(
+                    self.variants, self.widths, self.optimizers, self.loss_fns, self.batch_size,
+                    self.depths, self.activations):
+                residual, shortcut = net_lib.variant_parts(variant)
+                if residual and depth == 1:
+                    continue  # no skip between hidden layers: see left_out
+                inits = self.shortcut_init if shortcut else (None,)
                 for init in inits:  # one program for both variants: the shortcut's
                     out.append(Group(spec, variant, width, opt, lf, bs, init,
-                                     self.train_config(width, opt, lf, bs)))
+                                     self.train_config(width, opt, lf, bs, depth, act,
+                                                       residual), depth, act))
         return out
 
     def runs(self) -> list[tuple[float, int]]:
@@ -259,8 +292,13 @@ class Grid:
         return min(self.block_size or auto_block_size(n, width), len(self.runs()))
 
     def to_dict(self) -> dict[str, Any]:
-        """The grid's fields as a dict (config.json's "grid")."""
-        return dataclasses.asdict(self)
+        """The grid as config.json records it; depths and activations only where they differ
+        from the problem's (1,) and ("relu",), so folders from before those axes resume."""
+        out = dataclasses.asdict(self)
+        for name, default in (("depths", (1,)), ("activations", ("relu",))):
+            if out[name] == default:
+                del out[name]
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -275,12 +313,16 @@ class Group:
     batch_size: int | None
     shortcut_init: str | None
     config: TrainConfig
+    depth: int = 1
+    activation: str = "relu"
 
     @property
     def name(self) -> str:
         init = "" if self.shortcut_init is None else f"-{self.shortcut_init}"
         batch = "full" if self.batch_size is None else self.batch_size
-        return (f"{self.spec.name}-{self.variant}{init}-h{self.width}-{self.optimizer}-"
+        net = "" if (self.depth, self.activation) == (1, "relu") else (
+            f"-L{self.depth}-{self.activation}")
+        return (f"{self.spec.name}-{self.variant}{init}-h{self.width}{net}-{self.optimizer}-"
                 f"{self.loss_fn}-b{batch}")
 
     def columns(self) -> dict[str, Any]:
@@ -288,7 +330,8 @@ class Group:
         return {**self.spec.columns(), "variant": self.variant, "width": self.width,
                 "shortcut_init": self.shortcut_init, "optimizer": self.optimizer,
                 "loss_fn": self.loss_fn,
-                "batch_size": "full" if self.batch_size is None else self.batch_size}
+                "batch_size": "full" if self.batch_size is None else self.batch_size,
+                "depth": self.depth, "activation": self.activation}
 
 
 def auto_block_size(n: int, h: int, platform: str | None = None) -> int:
@@ -419,8 +462,9 @@ def _to_host(tree):
     return multihost_utils.process_allgather(tree, tiled=True)
 
 
-def draw_runs(seeds: Sequence[int], d: int, h: int, dtype=jnp.float32) -> Draws:
-    """train.draw for the run keys jax.random.key(seed), as NumPy: z (S, num_normals(d, h)),
+def draw_runs(seeds: Sequence[int], d: int, h: int, dtype=jnp.float32, depth: int = 1) -> Draws:
+    """train.draw for the run keys jax.random.key(seed), as NumPy: z (S, num_normals(d, h))
+    (num_net_normals(d, h, depth) for deeper networks),
     batch_key as key data (S, ...). One compiled program for all of a sweep's seeds at its
     widest width (every narrower width reads a prefix of z), so no shape group compiles a
     sampler."""
@@ -429,13 +473,13 @@ def draw_runs(seeds: Sequence[int], d: int, h: int, dtype=jnp.float32) -> Draws:
             or seeds.min() < 0 or seeds.max() >= 2**32):
         raise ValueError(f"seeds: expected a non-empty sequence of integers in [0, 2**32), got "
                          f"{seeds.dtype}{list(seeds.shape)} {np.ravel(seeds).tolist()[:5]}")
-    z, batch_key = _draw_runs(seeds.astype(np.uint32), d, h, jnp.dtype(dtype))
+    z, batch_key = _draw_runs(seeds.astype(np.uint32), d, h, jnp.dtype(dtype), depth)
     return Draws(np.asarray(z), np.asarray(batch_key))
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2, 3))
-def _draw_runs(seeds, d, h, dtype):
-    out = jax.vmap(lambda s: draw(jax.random.key(s), d, h, dtype))(seeds)
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
+def _draw_runs(seeds, d, h, dtype, depth):
+    out = jax.vmap(lambda s: draw(jax.random.key(s), d, h, dtype, depth))(seeds)
     return out.z, jax.random.key_data(out.batch_key)
 
 
@@ -500,7 +544,8 @@ def segment_evals(num_evals: int, target_segments: int = 20) -> int:
 def estimate_bytes_per_run(config: TrainConfig, d: int) -> int:
     """Device bytes a run holds in a chunk: parameters x (1 + optimizer moments) + metrics."""
     h = config.h
-    n_params = (d + 1) * h + (h + 1) + (d if config.shortcut else 0)
+    n_params = (d + 1) * h + (config.depth - 1) * (h + 1) * h + (h + 1) + (
+        d if config.shortcut else 0)
     n_metrics = 20
     return 4 * (3 * n_params + config.num_evals * n_metrics) + 64
 
@@ -619,7 +664,8 @@ def _train(grid, folder, datasets, mesh, todo, progress, timings, first_run) -> 
     # prefix, which equals its own draw only with partitionable threefry (JAX's default); else
     # one draw per (d, width)
     wide = jax.config.jax_threefry_partitionable
-    widest = (max(np.shape(ds.X_train)[1] for ds in datasets.values()), max(grid.widths))
+    widest = (max(np.shape(ds.X_train)[1] for ds in datasets.values()), max(grid.widths),
+              max(grid.depths))
     draws: dict[tuple, Draws] = {}
     executors: dict[tuple, Executor] = {}
     bar = _progress_bar(progress, sum(len(c[2]) for c in todo) * grid.steps)
@@ -634,7 +680,7 @@ def _train(grid, folder, datasets, mesh, todo, progress, timings, first_run) -> 
         padded = runs + [runs[-1]] * (size - len(runs))
         lrs = np.array([r[0] for r in padded], np.float32)
         seeds = np.array([r[1] for r in padded], np.int64)
-        plain = group.variant == "plain"
+        plain = not net_lib.variant_parts(group.variant)[1]  # no input -> output shortcut
         w_scale = 0.0 if plain else shortcut_w_scale(group.shortcut_init, grid.shortcut_scale)
         label, n_real = f"{group.name} chunk {c}", len(runs)
 
@@ -643,11 +689,11 @@ def _train(grid, folder, datasets, mesh, todo, progress, timings, first_run) -> 
             rate = bar.n / grid.steps / (time.perf_counter() - start)
             bar.set_postfix_str(f"{label}, {rate:.1f} runs/s")
 
-        key = (*(widest if wide else (d, group.width)), np.dtype(data.X_train.dtype))
-        if key not in draws:  # draw_runs' (d, h, dtype)
+        key = (*(widest if wide else (d, group.width, group.depth)), np.dtype(data.X_train.dtype))
+        if key not in draws:  # draw_runs' (d, h, depth, dtype)
             t0 = time.perf_counter()
             with compilation.tally() as compiled:
-                draws[key] = draw_runs(range(grid.seeds), *key)
+                draws[key] = draw_runs(range(grid.seeds), key[0], key[1], key[3], key[2])
             timings["compile"] += compiled.seconds
             timings["draws"] += time.perf_counter() - t0 - compiled.seconds
         rows = draws[key]
@@ -663,11 +709,19 @@ def _train(grid, folder, datasets, mesh, todo, progress, timings, first_run) -> 
         folder.save_chunk(group.name, c, group.columns(), np.array([r[0] for r in runs]),
                           seeds[:n_real], group.config.eval_every,
                           {k: v[:n_real] for k, v in metrics.items() if k not in dropped},
-                          {k: np.asarray(v)[:n_real] for k, v in params._asdict().items()
+                          {k: np.asarray(v)[:n_real] for k, v in _leaves(params).items()
                            if v is not None and k not in dropped},
                           first_run=first_run[group.name, c])
         timings["write"] += time.perf_counter() - t0
     bar.close()
+
+
+def _leaves(params) -> dict[str, Any]:
+    """Named leaves of a Params (W1, b1, W2, b2, W) or a NetParams (W1..WL, b1..bL, Wo, bo, W;
+    W_k is the k-th hidden layer's)."""
+    if not isinstance(params, net_lib.NetParams):
+        return params._asdict()
+    return net_lib.named_leaves(params)
 
 
 def _progress_bar(enabled: bool, total: int):

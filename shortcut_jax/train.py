@@ -19,6 +19,7 @@ import numpy as np
 import optax
 
 from shortcut_jax import diagnostics
+from shortcut_jax import network as net
 from shortcut_jax.data import Dataset
 from shortcut_jax.grads import manual_grad, manual_grad_bce
 from shortcut_jax.model import (
@@ -35,6 +36,7 @@ from shortcut_jax.model import (
     predict,
     shortcut_w_scale,
 )
+from shortcut_jax.netgrads import net_manual_grad
 
 LOSSES: dict[str, tuple[Callable, Callable, Callable]] = {  # (J, dJ/dtheta, J from a forward)
     "mse": (loss, manual_grad, loss_from_forward),  # the problem's J = 1/n sum 1/2 (y_hat - y)^2
@@ -59,6 +61,9 @@ class TrainConfig:
     batch_size: None for full-batch steps, else minibatches reshuffled every epoch.
     shortcut_init, shortcut_scale: W's start (model.init_params); the sweep passes its scale as
     a traced argument instead, so that one program serves every shortcut_init.
+    depth, activation, residual: the network family (network.py); depth 1 with ReLU and no
+    residual skip is the problem's network, trained with model.py and grads.py unless
+    `network` is True (the network family's functions, which give the same numbers there).
     """
 
     h: int
@@ -71,6 +76,10 @@ class TrainConfig:
     batch_size: int | None = None
     shortcut_init: str = "zeros"
     shortcut_scale: float = 1.0
+    depth: int = 1
+    activation: str = "relu"
+    residual: bool = False
+    network: bool = False
 
     def __post_init__(self):
         for name in ("h", "steps", "eval_every"):
@@ -93,6 +102,20 @@ class TrainConfig:
         if b is not None and (isinstance(b, bool) or not isinstance(b, int) or b < 1):
             raise ValueError(f"batch_size: expected None or an integer >= 1, got {b!r}")
         shortcut_w_scale(self.shortcut_init, self.shortcut_scale)  # checks both
+        if isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 1:
+            raise ValueError(f"depth: expected an integer >= 1, got {self.depth!r}")
+        net.check_activation(self.activation)
+        for name in ("residual", "network"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name}: expected True or False, got {getattr(self, name)!r}")
+        if self.residual and self.depth == 1:
+            raise ValueError("residual: a depth-1 network has no skip between hidden layers "
+                             "(residual is the plain network there); expected depth >= 2")
+
+    @property
+    def general(self) -> bool:
+        """Whether runs use the network family's functions (network.py, netgrads.py)."""
+        return self.network or self.depth > 1 or self.activation != "relu" or self.residual
 
     @property
     def w_scale(self) -> float:
@@ -117,12 +140,13 @@ class Draws(NamedTuple):
     batch_key: jax.Array
 
 
-def draw(key: jax.Array, d: int, h: int, dtype=jnp.float32) -> Draws:
-    """k_init, k_batch = split(key); z = normal(k_init, (num_normals(d, h),)).
+def draw(key: jax.Array, d: int, h: int, dtype=jnp.float32, depth: int = 1) -> Draws:
+    """k_init, k_batch = split(key); z = normal(k_init, (num_net_normals(d, h, depth),)), which
+    is num_normals(d, h) at depth 1.
 
     A sweep draws once for its widest width; every narrower width reads a prefix of z.
     """
-    n = num_normals(d, h)
+    n = num_normals(d, h) if depth == 1 else net.num_net_normals(d, h, depth)
     _check_key("key", key)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"dtype: expected a floating dtype, got {jnp.dtype(dtype)}")
@@ -200,6 +224,12 @@ def _accuracy_from(Y_hat: jax.Array, Y: jax.Array) -> jax.Array:
 
 
 def make_grad_fn(config: TrainConfig) -> Callable[[Params, jax.Array, jax.Array], Params]:
+    if config.general:
+        kw = dict(activation=config.activation, residual=config.residual,
+                  loss_fn=config.loss_fn)
+        if config.grad == "manual":
+            return functools.partial(net_manual_grad, **kw)
+        return jax.grad(functools.partial(net.net_loss, **kw))
     objective, manual, _ = LOSSES[config.loss_fn]
     return manual if config.grad == "manual" else jax.grad(objective)
 
@@ -211,8 +241,10 @@ def evaluate(config: TrainConfig, params: Params, data: Dataset,
 
     Each split's forward pass is traced once and read by every metric of that split (the
     gradient traces its own training pass, which XLA merges with this one). w_on: see
-    make_stages.
+    make_stages. The network family (config.general): _evaluate_network.
     """
+    if config.general:
+        return _evaluate_network(config, params, data, w_on)
     loss_from = LOSSES[config.loss_fn][2]
     g = _masked(make_grad_fn(config)(params, data.X_train, data.Y_train), w_on)
     out = {}
@@ -227,6 +259,27 @@ def evaluate(config: TrainConfig, params: Params, data: Dataset,
         out["test_gen_err"] = jnp.mean(0.5 * (fwd.y_hat - data.P_test) ** 2)
     out["grad_norm"] = optax.tree.norm(g)
     out.update(diagnostics.at_eval(params, g, data.X_train, train))
+    return out
+
+
+def _evaluate_network(config: TrainConfig, params, data: Dataset,
+                      w_on: jax.Array | None = None) -> dict[str, jax.Array]:
+    """evaluate for the network family: loss and accuracy of each split, test_gen_err with a
+    teacher, grad_norm, and diagnostics.net_at_eval."""
+    g = _masked(make_grad_fn(config)(params, data.X_train, data.Y_train), w_on)
+    out = {}
+    for split in ("train", "val", "test"):
+        X, Y = getattr(data, f"X_{split}"), getattr(data, f"Y_{split}")
+        fwd = net.net_forward_columns(params, X, activation=config.activation,
+                                      residual=config.residual)
+        out[f"{split}_loss"] = net.loss_from_net_forward(fwd, Y, config.loss_fn)
+        out[f"{split}_acc"] = _accuracy_from(fwd.y_hat, Y)
+        if split == "train":
+            train = fwd
+    if data.P_test is not None:
+        out["test_gen_err"] = jnp.mean(0.5 * (fwd.y_hat - data.P_test) ** 2)
+    out["grad_norm"] = optax.tree.norm(g)
+    out.update(diagnostics.net_at_eval(params, g, data.X_train, train))
     return out
 
 
@@ -264,9 +317,10 @@ def make_stages(config: TrainConfig):
         if z_dtype != data.X_train.dtype:
             raise TypeError(f"draws.z: expected the data's dtype {data.X_train.dtype} (draw(key, "
                             f"d, h, dtype=data.X_train.dtype)), got {z_dtype}")
-        params = params_from_normals(draws.z, data.X_train.shape[1], config.h,
-                                     shortcut=config.shortcut,
-                                     w_scale=config.w_scale if w_scale is None else w_scale)
+        make = (functools.partial(net.net_params_from_normals, depth=config.depth)
+                if config.general else params_from_normals)
+        params = make(draws.z, data.X_train.shape[1], config.h, shortcut=config.shortcut,
+                      w_scale=config.w_scale if w_scale is None else w_scale)
         opt_state = config.make_optimizer(lr).init(params)
         return TrainState(params, opt_state, draws.batch_key, jnp.zeros((), jnp.int32))
 
@@ -315,7 +369,7 @@ def make_train(config: TrainConfig):
 
     def train(key: jax.Array, lr: jax.Array, data: Dataset):
         data = check_data(data, config.batch_size)
-        draws = draw(key, data.X_train.shape[1], config.h, data.X_train.dtype)
+        draws = draw(key, data.X_train.shape[1], config.h, data.X_train.dtype, config.depth)
         state, metrics = run(init(draws, lr, data), lr, data, config.num_evals)
         return state.params, metrics
 

@@ -10,13 +10,14 @@ from shortcut_jax.results import ID_COLUMNS
 DEFAULTS = dict(dataset="xor", data_seed=0, n_train=200, d=2, noise=0.05, linear_weight=np.nan,
                 teacher_width=pd.NA, teacher_shortcut=np.nan, variant="plain", width=4,
                 shortcut_init=None, lr=0.5, seed=0, optimizer="sgd", loss_fn="mse",
-                batch_size="full", step=0)
+                batch_size="full", depth=1, activation="relu", step=0)
 
 
 def table(rows: list[dict]) -> pd.DataFrame:
     """A typed table from rows that name only what differs from DEFAULTS."""
     df = pd.DataFrame([{**DEFAULTS, **r} for r in rows])
-    for c in ("dataset", "variant", "shortcut_init", "optimizer", "loss_fn", "batch_size"):
+    for c in ("dataset", "variant", "shortcut_init", "optimizer", "loss_fn", "batch_size",
+              "activation"):
         df[c] = df[c].astype("category")
     for c in ("n_train", "d", "teacher_width"):
         df[c] = df[c].astype("Int64")

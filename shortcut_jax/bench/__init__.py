@@ -23,7 +23,10 @@ Sections (--sections, default all; --quick skips scaling, memory and store):
            imports, until the command's clock starts), the phases of its --timings (data,
            draws, compile, train, write, report) and the rest;
   store    whole-process time and peak memory of a sweep, loading its table and its report
-           against the number of runs (1k, 10k, 100k; log-log PNG store.png).
+           against the number of runs (1k, 10k, 100k; log-log PNG store.png);
+  network  configuration D (the network family: depth 3, tanh, residual+shortcut): the kit's
+           engine with the hand-written gradient, the same engine with jax.grad, and
+           jit(vmap(scan)) with jax.grad, sharded over the same devices (full run only).
 
 Timing (configs): every implementation runs in a process of its own (a worker started with
 `python -m shortcut_jax.cli bench --serve IMPL --cfg ...`), which compiles / warms up once (that
@@ -49,7 +52,7 @@ The package, by what each module does: configs (configurations, implementations,
 constants), kit (the kit's sweep machinery as an implementation), workers (one implementation
 in this process or in a worker process; interleaved rounds), sections (gradients, compile
 times, scaling, memory), processes (whole commands, cold and warm cache), store (sweep, load
-and report against the runs), tables (results.md),
+and report against the runs), network (configuration D), tables (results.md),
 main (the entry point; its flags are in shortcut_jax.cli).
 """
 

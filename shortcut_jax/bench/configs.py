@@ -15,7 +15,8 @@ QUICK = {"A": (64, 2, 4, 16, 10), "B": (128, 3, 8, 4, 10), "C": (64, 2, 4, 1, 20
 TUNED_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
 """glibc malloc settings that keep big freed blocks (no mmap/munmap and page faults each step)."""
 
-SECTIONS = ("grads", "compile", "configs", "scaling", "memory", "process", "store")
+SECTIONS = ("grads", "compile", "configs", "scaling", "memory", "process", "store",
+            "network")
 QUICK_SECTIONS = ("grads", "compile", "configs", "process")
 
 KIT_IMPLS = ("kit", "kit_1dev")

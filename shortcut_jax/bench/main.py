@@ -113,6 +113,14 @@ def main(args: argparse.Namespace) -> int:
         if any(r["error"] for r in report["store"]):
             ok = False
             echo("FAIL: a step of the store section failed (its stderr is in the table)")
+    if "network" in sections:
+        from shortcut_jax.bench.network import NETWORK_CONFIG, NETWORK_QUICK, network_times
+
+        report["network"] = network_times(NETWORK_QUICK if args.quick else NETWORK_CONFIG,
+                                          reps, echo)
+        if not all(r["agree"] for r in report["network"]["rows"]):
+            ok = False
+            echo("FAIL: D: an implementation's final losses disagree with the kit's")
     out = Path(args.out)
     atomic_write_text(out / "results.json", json.dumps(report, indent=1))
     text = markdown(report)

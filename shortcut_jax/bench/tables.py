@@ -81,6 +81,18 @@ def markdown(report: dict[str, Any]) -> str:
                        for r in report["memory"]]), ""]
     if report.get("process"):
         s += _process_markdown(report["process"])
+    if report.get("network"):
+        r = report["network"]
+        s += [f"## Configuration D: the network family (depth {r['depth']}, {r['activation']}, "
+              f"{r['variant']}; n={r['n']}, d={r['d']}, h={r['h']}, M={r['M']}, T={r['T']})", "",
+              f"In one process on {r['devices']} JAX {r['platform']} device(s), timed in "
+              f"{r['reps']} rounds after a warm-up call (its time: first call s); median.", "",
+              *_table(["impl", "median s", "spread s", "model-steps/s", "× kit",
+                       "first call s", "losses agree"],
+                      [[x["impl"], f"{x['median_s']:.3f}", f"{x['spread_s']:.3f}",
+                        f"{x['model_steps_per_s']:,.0f}", f"{x['x_kit']:.2f}×",
+                        f"{x['first_call_s']:.1f}", "yes" if x["agree"] else "NO"]
+                       for x in r["rows"]]), ""]
     return "\n".join(s).rstrip() + "\n"
 
 
