@@ -376,7 +376,8 @@ def cmd_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         return 0
     t0 = time.perf_counter()
     try:
-        written = _report(folder.path, folder.path, args.tau, hessians=True, baselines=True)
+        written = _report(folder.path, folder.path, args.tau, hessians=True, baselines=True,
+                          progress=not args.no_progress)
     except (KeyboardInterrupt, OSError) as e:  # the sweep is whole: say so
         e.folder, e.total = folder.path, sum(folder.counts.values())
         e.saved = e.total
@@ -392,7 +393,8 @@ def cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     init_runtime(args)
     try:
         written = _report(Path(args.folder), Path(args.out or args.folder), args.tau,
-                          hessians=not args.no_hessians, baselines=args.baselines)
+                          hessians=not args.no_hessians, baselines=args.baselines,
+                          progress=not args.no_progress)
     except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -401,15 +403,26 @@ def cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
 
 def _report(folder: Path, out: Path, tau: float | None, *, hessians: bool,
-            baselines: bool) -> str:
+            baselines: bool, progress: bool = True) -> str:
+    from tqdm.auto import tqdm
+
     from shortcut_jax import report, results
 
-    rep = report.build(folder, tau=tau, hessians=hessians, baselines=baselines)
-    for name, fig in rep.figures.items():
-        results.atomic_write_bytes(out / "figures" / f"{name}.png", report.png(fig))
-    for name, table in rep.tables.items():
-        results.atomic_write_text(out / f"{name}.csv", table.to_csv(index=False))
-    results.atomic_write_text(out / "report.md", rep.markdown)
+    # a bar over the report's steps (report.STEPS) and the writing of its files
+    with tqdm(total=len(report.STEPS) + 1, unit="step", disable=not progress,
+              bar_format="{desc}: {n_fmt}/{total_fmt} steps [{elapsed}]") as bar:
+        def step(name: str) -> None:
+            bar.set_description_str(f"report: {name}")
+            bar.update(1)
+
+        rep = report.build(folder, tau=tau, hessians=hessians, baselines=baselines,
+                           progress=step)
+        step("writing")
+        for name, fig in rep.figures.items():
+            results.atomic_write_bytes(out / "figures" / f"{name}.png", report.png(fig))
+        for name, table in rep.tables.items():
+            results.atomic_write_text(out / f"{name}.csv", table.to_csv(index=False))
+        results.atomic_write_text(out / "report.md", rep.markdown)
     if len(rep.untrained):
         print(untrained_warning(rep.untrained, len(rep.tables["summary"]), out / "report.md"),
               file=sys.stderr)

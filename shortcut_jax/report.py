@@ -16,6 +16,7 @@ import io
 import itertools
 import json
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -40,6 +41,9 @@ CENSUS = ("n_dead", "n_silent", "n_always_active", "n_duplicated", "crit_total",
 HESSIAN_CHUNK = 2**22
 """Floats of dz2/dtheta (runs x n x P) the report's Hessians hold at once (32 MB)."""
 MAX_HEATMAPS = 6
+STEPS = ("loading the table", "paired tables", "figures per axis", "Hessians", "baselines",
+         "figures")
+"""The steps of `build`, in order, as it names them to its `progress` callback."""
 SATURATED_SHARE = 0.99
 """Outputs count as saturated when at the end this share of the training examples (mean over
 seeds) has y_hat (1 - y_hat) < diagnostics.SATURATED: their gradients have vanished."""
@@ -232,9 +236,13 @@ def _with_matched(table: pd.DataFrame, matched: pd.DataFrame, axes: list[str],
 
 
 def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True,
-          baselines: bool = False, confidence: float = 0.95) -> Report:
-    """The report of a finished sweep folder (a ValueError names what is missing)."""
+          baselines: bool = False, confidence: float = 0.95,
+          progress: Callable[[str], None] | None = None) -> Report:
+    """The report of a finished sweep folder (a ValueError names what is missing); `progress`
+    is called with each step's name (STEPS, in order) as it starts."""
+    tell = progress or (lambda step: None)
     folder = Path(folder)
+    tell(STEPS[0])
     df = results.load(folder)
     config = results.RunFolder(folder).config()["config"]
     tau = config.get("tau", 0.05) if tau is None else tau
@@ -243,6 +251,7 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
     data = _datasets(folder, config)  # the sweep's data sets, made again
     metrics = [m for m in ("val_acc", "test_acc", "test_loss", "train_loss", "test_gen_err")
                if m in df.columns and df[m].notna().any()]
+    tell(STEPS[1])
     runs = stats.with_steps_to(df, tau)
     chosen = stats.best_lr(runs, "val_acc")
     tables = {"summary": stats.summarize(runs, metrics, tau=tau, confidence=confidence),
@@ -327,6 +336,7 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
               f"At the plain network's lr: {verdict(matched_pairs[m], m, where, 1 - confidence)}",
               ""]
 
+    tell(STEPS[2])
     figures = {}
     if len(axes):
         s += ["## Where the shortcut helps: each varied axis", ""]
@@ -352,6 +362,7 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
               "Reading: " + verdict(selected_pairs["test_gen_err"], "test_gen_err", where,
                                     1 - confidence), ""]
 
+    tell(STEPS[3])
     if hessians:
         hess = hessian_table(folder, data, chosen)
         if len(hess):
@@ -365,6 +376,7 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
         elif bound is None:
             s += ["## Shamir's bound", "", "Not checked: scikit-learn is not installed (the "
                   "`dev` or `experiments` extra).", ""]
+    tell(STEPS[4])
     if baselines:
         base = baseline_table(data)
         if len(base):
@@ -381,6 +393,7 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
         s += [f"### {m}", "", _paired_rows(table, [*where, "lr"]).pipe(_table), "",
               f"Reading: {verdict(table, m, [*where, 'lr'], 1 - confidence)}", ""]
 
+    tell(STEPS[5])
     first = str(df["dataset"].iloc[0])
     figures["acc_vs_width"] = plots.metric_vs_width(df, "test_acc", confidence=confidence)
     figures["learning_curves"] = plots.learning_curves(df, "test_acc", first,
