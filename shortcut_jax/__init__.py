@@ -28,7 +28,6 @@ from shortcut_jax.model import (
 )
 from shortcut_jax.netgrads import net_manual_example_grad, net_manual_grad
 from shortcut_jax.network import (
-    ACTIVATIONS,
     NetForward,
     NetParams,
     count_net_params,
@@ -58,7 +57,6 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "ACTIVATIONS",
     "Dataset",
     "Forward",
     "Grid",

@@ -897,11 +897,12 @@ def _load_csv(f: RunFolder, columns: Sequence[str] | None, selectors: dict[str, 
                          na_values={**{c: [""] for c in (*NULLABLE_INTEGER, *FLOAT,
                                                          "shortcut_init")},
                                     **{c: ["", "nan", "NaN", "-nan"] for c in metrics}})
+        ids = [c for c in ID_COLUMNS if c not in before]
+        if list(df.columns[:len(ids)]) != ids:
+            raise ValueError(f"expected the columns {ids} first")
         for c, v in before.items():
             df.insert(ID_COLUMNS.index(c), c, v)
             df[c] = df[c].astype(dtypes[c])
-        if list(df.columns[:len(ID_COLUMNS)]) != list(ID_COLUMNS):
-            raise ValueError(f"expected the columns {list(ID_COLUMNS)} first")
     df["shortcut_init"] = df["shortcut_init"].cat.remove_categories(
         [c for c in df["shortcut_init"].cat.categories if c == ""])
     sizes = sorted(df["batch_size"].cat.categories, key=lambda b: (b == "full", int(b)

@@ -169,7 +169,7 @@ def test_a_full_disk_names_the_file_and_the_rerun_resumes(whole, tmp_path, targe
 def test_a_full_disk_during_a_report_leaves_the_sweep_alone(whole, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(whole, out)
-    proc = command("report", str(out), "--no-hessians", FAULT_FULL=".report.md.*")
+    proc = command("report", str(out), "--no-hessians", "--no-progress", FAULT_FULL=".report.md.*")
     assert proc.returncode == 1
     assert proc.stderr == (f"error: could not write report.md in {out} "
                            f"({os.strerror(errno.ENOSPC)}): report.md was not written (the "
@@ -205,7 +205,7 @@ def test_a_damaged_config_is_named_and_cannot_be_guessed(whole, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(whole, out)
     _cut(out / "config.json")
-    report = command("report", str(out), "--no-hessians")
+    report = command("report", str(out), "--no-hessians", "--no-progress")
     resume = command(*SWEEP, "--out", str(out))
     for proc in (report, resume):
         assert proc.returncode == 2
@@ -222,7 +222,7 @@ def test_a_damaged_manifest_is_named_and_rebuilt_from_the_chunks(whole, tmp_path
     out = tmp_path / "run"
     shutil.copytree(whole, out)
     _cut(out / "manifest.json")
-    proc = command("report", str(out), "--no-hessians")
+    proc = command("report", str(out), "--no-hessians", "--no-progress")
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"error: folder: {out / 'manifest.json'} cannot be read (")
     assert proc.stderr.endswith("): it was cut short or edited; rerun the command that wrote "
@@ -252,7 +252,7 @@ def test_a_damaged_results_file_without_a_checksum_is_named(whole, tmp_path, nam
         (out / "table.json").unlink()
     (out / "manifest.json").write_text(json.dumps(manifest))
     (out / name).write_text(text)
-    proc = command("report", str(out), "--no-hessians")
+    proc = command("report", str(out), "--no-hessians", "--no-progress")
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"error: folder: {out / name} cannot be read (")
     assert proc.stderr.rstrip("\n").endswith("rerun the command that wrote the folder to "
@@ -333,7 +333,7 @@ def test_a_diverging_learning_rate_is_flagged_with_its_cause(tmp_path):
     out = tmp_path / "run"
     proc = command(*DIVERGING, "--out", str(out))
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr  # the sweep does not judge
-    proc = command("report", str(out), "--no-hessians")
+    proc = command("report", str(out), "--no-hessians", "--no-progress")
     assert proc.returncode == 0, proc.stderr
     expected = expected_untrained(out)
     assert sorted(expected) == [("plain", 1e4), ("shortcut", 1e4)]  # lr 2 trained
