@@ -409,7 +409,7 @@ def _report(folder: Path, out: Path, tau: float | None, *, hessians: bool,
     from shortcut_jax import report, results
 
     # a bar over the report's steps (report.STEPS) and the writing of its files
-    with tqdm(total=len(report.STEPS) + 1, unit="step", disable=not progress,
+    with tqdm(total=len(report.STEPS) + 1, unit="step", disable=not progress, desc="report",
               bar_format="{desc}: {n_fmt}/{total_fmt} steps [{elapsed}]") as bar:
         def step(name: str) -> None:
             bar.set_description_str(f"report: {name}")
