@@ -5,11 +5,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import scipy.optimize
 from jax.flatten_util import ravel_pytree
 
 import shortcut_jax as sj
 from shortcut_jax import diagnostics as dg
+from tests.minima import fit_bce
 
 
 def params(W1, b1, W2, b2, W=None):
@@ -97,31 +97,8 @@ def critical_point(units, shortcut, seed=3):
     ones = np.clip(np.round(8 / (1 + np.exp(-z2))), 1, 7)
     X = np.repeat(Xu, 8, axis=0)
     Y = (np.arange(8)[None, :] < ones[:, None]).astype(np.float64).ravel()
-    flat0, unravel = ravel_pytree(p0)
-    with jax.enable_x64(True):
-        Xj, Yj = jnp.asarray(X), jnp.asarray(Y)
-        value_grad = jax.jit(jax.value_and_grad(lambda v: sj.bce_loss(unravel(v), Xj, Yj)))
-
-        def fun(v):
-            f, g = value_grad(jnp.asarray(v))
-            return float(f), np.asarray(g, np.float64)
-
-        def hess(v):
-            return dg.hessian_by_hand(jax.tree.map(np.asarray, unravel(jnp.asarray(v))), X, Y,
-                                      "bce")
-
-        res = scipy.optimize.minimize(fun, np.asarray(flat0), jac=True, hess=hess,
-                                      method="trust-exact", options={"gtol": 1e-11,
-                                                                     "maxiter": 500})
-        v = res.x
-        for _ in range(20):  # Newton (least squares: H is singular) to polish
-            g = fun(v)[1]
-            if np.linalg.norm(g) <= 1e-12:
-                break
-            v = v - np.linalg.lstsq(hess(v), g, rcond=1e-10)[0]
-        grad = np.linalg.norm(fun(v)[1])
-        p = jax.tree.map(np.asarray, unravel(jnp.asarray(v)))
-    return p, X, Y, grad
+    p, _, g, _ = fit_bce(p0, X, Y, "trust-exact", {"gtol": 1e-11, "maxiter": 500})
+    return p, X, Y, np.linalg.norm(g)
 
 
 UNITS = [DEAD, ALWAYS, KINKED, ([-0.8, 0.6], 0.2)]

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.folders import same_folders
+
 SWEEP = ["sweep", "--dataset", "xor", "--widths", "3", "--lrs", "0.5", "--seeds", "4", "--steps",
          "10", "--eval-every", "5", "--n-train", "40", "--n-test", "30", "--block-size", "2",
          "--chunk-size", "2", "--no-progress", "--cpu-devices", "1"]  # 2 groups x 2 chunks x 2
@@ -66,15 +68,6 @@ def command(*args, wait=True, **faults):
     if not wait:
         return subprocess.Popen([sys.executable, "-c", COMMAND, *args], **popen)
     return subprocess.run([sys.executable, "-c", COMMAND, *args], timeout=300, **popen)
-
-
-def same_folders(a, b):
-    """results.csv bitwise and every array of params.npz equal, bitwise."""
-    assert (Path(a) / "results.csv").read_bytes() == (Path(b) / "results.csv").read_bytes()
-    with np.load(Path(a) / "params.npz") as pa, np.load(Path(b) / "params.npz") as pb:
-        assert sorted(pa.files) == sorted(pb.files)
-        for k in pa.files:
-            np.testing.assert_array_equal(pa[k], pb[k], err_msg=k)
 
 
 def no_temporaries(out):

@@ -1,16 +1,13 @@
 """Shamir's bound (report.linear_bound_table): a shortcut network with the cross-entropy, at a
 local minimum, has a training loss at or below unregularised logistic regression's."""
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.optimize
-from jax.flatten_util import ravel_pytree
 
 import shortcut_jax as sj
-from shortcut_jax import diagnostics as dg
 from shortcut_jax import report
+from tests.minima import fit_bce
 from tests.tables import table
 
 pytest.importorskip("sklearn")
@@ -53,28 +50,9 @@ def test_a_converged_shortcut_network_is_at_or_below_the_bound(seed):
     rng = np.random.default_rng(seed)
     p0 = sj.Params(rng.standard_normal((4, 2)), 0.1 * rng.standard_normal(4),
                    rng.standard_normal((1, 4)), np.float64(0.0), np.zeros((1, 2)))
-    flat0, unravel = ravel_pytree(p0)
-    with jax.enable_x64(True):
-        Xj, Yj = jnp.asarray(X), jnp.asarray(Y)
-        value_grad = jax.jit(jax.value_and_grad(lambda v: sj.bce_loss(unravel(v), Xj, Yj)))
-
-        def fun(v):
-            f, g = value_grad(jnp.asarray(v))
-            return float(f), np.asarray(g, np.float64)
-
-        def hess(v):
-            return dg.hessian_by_hand(jax.tree.map(np.asarray, unravel(jnp.asarray(v))), X, Y,
-                                      "bce")
-
-        v = scipy.optimize.minimize(fun, np.asarray(flat0), jac=True, method="BFGS",
-                                    options={"gtol": 1e-10, "maxiter": 5000}).x
-        for _ in range(20):  # Newton (least squares: H is singular) to polish
-            if np.linalg.norm(fun(v)[1]) <= 1e-12:
-                break
-            v = v - np.linalg.lstsq(hess(v), fun(v)[1], rcond=1e-10)[0]
-        loss, grad = fun(v)
+    _, loss, grad, H = fit_bce(p0, X, Y, "BFGS", {"gtol": 1e-10, "maxiter": 5000})
     assert np.linalg.norm(grad) <= 1e-10  # converged
-    eig = np.linalg.eigvalsh(hess(v))
+    eig = np.linalg.eigvalsh(H)
     assert eig.min() >= -1e-6 * np.abs(eig).max()  # no negative curvature: a minimum
     assert loss <= report.linear_loss(X, Y) + 1e-10
 

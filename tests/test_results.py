@@ -17,6 +17,7 @@ import pytest
 import shortcut_jax as sj
 from shortcut_jax import results
 from shortcut_jax import sweep as sweep_lib
+from tests.folders import same_folders
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(datasets=("xor",), widths=(3,), lrs=(0.5,), seeds=4, steps=10, eval_every=5,
@@ -32,15 +33,6 @@ def write_csv(path, n=300, d=5, seed=0):
         w.writerow([f"x{i}" for i in range(d)] + ["label"])
         w.writerows([[*map(str, x), lab] for x, lab in zip(X, y)])
     return path
-
-
-def same_folders(a, b):
-    """results.csv bitwise and every array of params.npz equal."""
-    assert (Path(a) / "results.csv").read_bytes() == (Path(b) / "results.csv").read_bytes()
-    with np.load(Path(a) / "params.npz") as pa, np.load(Path(b) / "params.npz") as pb:
-        assert sorted(pa.files) == sorted(pb.files)
-        for k in pa.files:
-            np.testing.assert_array_equal(pa[k], pb[k], err_msg=k)
 
 
 @pytest.fixture(scope="module")
