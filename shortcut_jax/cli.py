@@ -447,8 +447,7 @@ def cmd_export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     if not args.csv:
         parser.error("--csv: the only export format; add --csv")
     try:
-        results._finished(args.folder)
-        folder = results.RunFolder(args.folder)
+        folder = results._finished(args.folder)
         with folder.writing():
             written = folder.export_csv(args.out)
     except (ValueError, RuntimeError) as e:

@@ -560,18 +560,17 @@ class RunFolder:
                 for group in dict.fromkeys(g for g, _ in chunks):
                     paths = [self.chunk_path(g, c) for g, c in chunks if g == group]
                     with np.load(paths[0]) as z:
-                        keys = [k for k in z.files if k.startswith("param/")
-                                or k in ("lr", "seed")]
+                        keys = {k: (z[k].shape[1:], z[k].dtype) for k in z.files
+                                if k.startswith("param/") or k in ("lr", "seed")}
                         with zf.open(f"{group}/columns.npy", "w", force_zip64=True) as entry:
                             np.lib.format.write_array(entry, z["columns"])
-                    for k in keys:
-                        shapes = []
-                        for path in paths:
-                            with np.load(path) as z:
-                                shapes.append((z[k].shape, z[k].dtype))
-                        (shape, dtype), n = shapes[0], sum(s[0][0] for s in shapes)
+                    n = 0  # the group's runs: every leaf has one row per run
+                    for path in paths:
+                        with np.load(path) as z:
+                            n += len(z["lr"])
+                    for k, (shape, dtype) in keys.items():
                         header = {"descr": np.lib.format.dtype_to_descr(dtype),
-                                  "fortran_order": False, "shape": (n, *shape[1:])}
+                                  "fortran_order": False, "shape": (n, *shape)}
                         name = k.removeprefix("param/")
                         with zf.open(f"{group}/{name}.npy", "w", force_zip64=True) as entry:
                             np.lib.format.write_array_header_1_0(entry, header)
@@ -761,7 +760,7 @@ def _table(f: RunFolder) -> dict[str, Any]:
                                     "from the chunks")
 
 
-@functools.lru_cache(maxsize=32)
+@functools.cache  # a few bytes per file version; a table has many files
 def _digest(path: Path, mtime_ns: int, size: int) -> str:
     """sha256 of a file version: a report reads params.npz once per run group, and each read
     checks the folder, so the hash is computed once per file version."""
@@ -794,14 +793,14 @@ def load(folder: str | Path, columns: Sequence[str] | None = None, **selectors):
     table = _table(f)
     names = [*ID_COLUMNS, "run", *table["metrics"]]
     wanted = _wanted_columns(names, columns, selectors)
-    schema = pa.schema([(c, _ARROW_TYPES.get(c, pa.float32())) for c in names])
+    schema = pa.schema([(c, _arrow_types().get(c, pa.float32())) for c in names])
     fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(
         dictionary_columns=list(CATEGORICAL)))
     data = ds.dataset([str(f.path / name) for name in table["files"]], schema=schema,
                       format=fmt)
     where = None
     for c, v in selectors.items():
-        values = list(v) if isinstance(v, (list, tuple, set)) else [v]
+        values = _values(v)
         values = [str(x) for x in values] if c in CATEGORICAL else values
         kind = pa.string() if c in CATEGORICAL else schema.field(c).type
         try:
@@ -813,7 +812,7 @@ def load(folder: str | Path, columns: Sequence[str] | None = None, **selectors):
     # one thread: on a busy 2-core machine pyarrow's threads made a whole read 2-3x slower
     got = data.to_table(columns=read, filter=where, use_threads=False)
     for c, v in selectors.items():  # a value absent from the rows read: is it in the table?
-        values = list(v) if isinstance(v, (list, tuple, set)) else [v]
+        values = _values(v)
         held = got.column(c).unique().to_pylist()
         if not all(any(_same(x, p) for p in held) for x in values):
             _name_missing(lambda c: data.to_table(columns=[c]).column(c).unique().to_pylist(),
@@ -825,23 +824,25 @@ def load(folder: str | Path, columns: Sequence[str] | None = None, **selectors):
     return _typed(got.to_pandas(split_blocks=True, self_destruct=True), table["categories"])
 
 
-_ARROW_TYPES: dict[str, Any] = {}
+def _values(v: Any) -> list:
+    """A selector's value or values, as a list."""
+    return list(v) if isinstance(v, (list, tuple, set)) else [v]
 
 
-def _arrow_types() -> None:
+@functools.cache
+def _arrow_types() -> dict[str, Any]:
+    """The Arrow type of each id column (metrics: float32)."""
     import pyarrow as pa
 
-    _ARROW_TYPES.update({c: pa.dictionary(pa.int32(), pa.string()) for c in CATEGORICAL})
-    _ARROW_TYPES.update({c: pa.int64() for c in (*INTEGER, *NULLABLE_INTEGER, "run")})
-    _ARROW_TYPES.update({c: pa.float64() for c in FLOAT})
+    return {**{c: pa.dictionary(pa.int32(), pa.string()) for c in CATEGORICAL},
+            **{c: pa.int64() for c in (*INTEGER, *NULLABLE_INTEGER, "run")},
+            **{c: pa.float64() for c in FLOAT}}
 
 
 def _wanted_columns(names: list[str], columns: Sequence[str] | None,
                     selectors: dict[str, Any]) -> list[str]:
     """The table's names that `columns` asks for, in table order; unknown names (in columns
     or selectors) are a ValueError listing the columns."""
-    if not _ARROW_TYPES:
-        _arrow_types()
     if isinstance(columns, str):
         columns = [columns]
     for c in [*(columns or ()), *selectors]:
@@ -853,7 +854,7 @@ def _wanted_columns(names: list[str], columns: Sequence[str] | None,
 def _name_missing(present_of: Callable[[str], list], selectors: dict[str, Any]) -> None:
     """A selector value the table does not hold: a ValueError listing the values it has."""
     for c, v in selectors.items():
-        values = list(v) if isinstance(v, (list, tuple, set)) else [v]
+        values = _values(v)
         present = [p for p in present_of(c) if p is not None and p == p]
         for x in values:
             if not any(_same(x, p) for p in present):
@@ -913,7 +914,7 @@ def _load_csv(f: RunFolder, columns: Sequence[str] | None, selectors: dict[str, 
     wanted = _wanted_columns(list(df.columns), columns, selectors)
     mask = np.ones(len(df), bool)
     for c, v in selectors.items():
-        values = list(v) if isinstance(v, (list, tuple, set)) else [v]
+        values = _values(v)
         mask &= df[c].astype(object).map(
             lambda p, vs=values: any(_same(x, p) for x in vs)).to_numpy(bool)
     if selectors:
