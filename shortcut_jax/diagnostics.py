@@ -216,14 +216,16 @@ def net_hessian(params: NetParams, X, Y, *, activation: str = "relu", residual: 
         single = p.Ws[0].ndim == 2
         if single:
             p = jax.tree.map(lambda a: a[None], p)
-        J = functools.partial(net_loss, activation=activation, residual=residual,
-                              loss_fn=loss_fn)
-        H = np.asarray(_net_hessians(J, p, X, Y))
+        H = np.asarray(_net_hessians(p, X, Y, activation=activation, residual=residual,
+                                     loss_fn=loss_fn))
     return H[0] if single else H
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _net_hessians(J, params, X, Y):
+@functools.partial(jax.jit, static_argnames=("activation", "residual", "loss_fn"))
+def _net_hessians(params, X, Y, *, activation: str, residual: bool, loss_fn: str):
+    """The settings static (hashable strings and a bool), the loss built inside: a partial
+    passed as the static argument compared unequal on every call and compiled again."""
+    J = functools.partial(net_loss, activation=activation, residual=residual, loss_fn=loss_fn)
     return jax.vmap(lambda q: hessian_matrix(J, q, X, Y))(params)
 
 

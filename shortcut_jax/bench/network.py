@@ -60,7 +60,8 @@ def network_times(cfg: Sequence[Any] = NETWORK_CONFIG, reps: int = 3,
 
         def go():
             _, metrics = sweep.run_chunk(
-                ex, data, np.full(R, lr, np.float32), np.full(R, 0.1, np.float32),
+                ex, data, np.full(R, lr, np.float32),
+                np.full(R, 0.1 if shortcut else 0.0, np.float32),  # W starts and stays 0 without it
                 sweep.Draws(draws.z[idx], draws.batch_key[idx]),
                 w_on=np.full(R, 1.0 if shortcut else 0.0, np.float32))
             return metrics["train_loss"][:M, -1]
