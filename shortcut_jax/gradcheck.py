@@ -156,6 +156,10 @@ def network_settings(depths, activations, variants) -> tuple[list[tuple], list[s
     and its depth-1 combinations are left out otherwise."""
     from shortcut_jax import network as nw
 
+    for name, values in (("depths", depths), ("activations", activations),
+                         ("variants", variants)):
+        if isinstance(values, str) or not hasattr(values, "__iter__"):
+            raise TypeError(f"{name}: expected a sequence of values, got {values!r}")
     for depth in depths:
         if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
             raise ValueError(f"depth: expected integers >= 1, got {depth!r}")

@@ -44,3 +44,13 @@ def test_grad_check_refuses_bad_values_naming_the_flag(flags, message, capsys):
         cli.main(["grad-check", *flags])
     assert e.value.code == 2
     assert re.search(message, capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("name", ["depths", "activations", "variants"])
+def test_network_settings_refuses_a_bare_value_naming_the_argument(name):
+    from shortcut_jax import gradcheck
+
+    given = {"depths": [1, 2], "activations": ["relu"], "variants": ["plain"]}
+    given[name] = {"depths": 2, "activations": "relu", "variants": "plain"}[name]
+    with pytest.raises(TypeError, match=f"{name}: expected a sequence of values, got"):
+        gradcheck.network_settings(**given)
