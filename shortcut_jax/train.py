@@ -241,16 +241,21 @@ def evaluate(config: TrainConfig, params: Params, data: Dataset,
 
     Each split's forward pass is traced once and read by every metric of that split (the
     gradient traces its own training pass, which XLA merges with this one). w_on: see
-    make_stages. The network family (config.general): _evaluate_network.
+    make_stages. The network family (config.general) reads its own forward pass, loss and
+    diagnostics (network.py, diagnostics.net_at_eval).
     """
-    if config.general:
-        return _evaluate_network(config, params, data, w_on)
-    loss_from = LOSSES[config.loss_fn][2]
+    if config.general:  # the network family: its forward pass, loss and diagnostics
+        fwd_of = functools.partial(net.net_forward_columns, activation=config.activation,
+                                   residual=config.residual)
+        loss_from = functools.partial(net.loss_from_net_forward, loss_fn=config.loss_fn)
+        at_eval = diagnostics.net_at_eval
+    else:
+        fwd_of, loss_from, at_eval = forward_columns, LOSSES[config.loss_fn][2], diagnostics.at_eval
     g = _masked(make_grad_fn(config)(params, data.X_train, data.Y_train), w_on)
     out = {}
     for split in ("train", "val", "test"):
         X, Y = getattr(data, f"X_{split}"), getattr(data, f"Y_{split}")
-        fwd = forward_columns(params, X)
+        fwd = fwd_of(params, X)
         out[f"{split}_loss"] = loss_from(fwd, Y)
         out[f"{split}_acc"] = _accuracy_from(fwd.y_hat, Y)
         if split == "train":
@@ -258,28 +263,7 @@ def evaluate(config: TrainConfig, params: Params, data: Dataset,
     if data.P_test is not None:
         out["test_gen_err"] = jnp.mean(0.5 * (fwd.y_hat - data.P_test) ** 2)
     out["grad_norm"] = optax.tree.norm(g)
-    out.update(diagnostics.at_eval(params, g, data.X_train, train))
-    return out
-
-
-def _evaluate_network(config: TrainConfig, params, data: Dataset,
-                      w_on: jax.Array | None = None) -> dict[str, jax.Array]:
-    """evaluate for the network family: loss and accuracy of each split, test_gen_err with a
-    teacher, grad_norm, and diagnostics.net_at_eval."""
-    g = _masked(make_grad_fn(config)(params, data.X_train, data.Y_train), w_on)
-    out = {}
-    for split in ("train", "val", "test"):
-        X, Y = getattr(data, f"X_{split}"), getattr(data, f"Y_{split}")
-        fwd = net.net_forward_columns(params, X, activation=config.activation,
-                                      residual=config.residual)
-        out[f"{split}_loss"] = net.loss_from_net_forward(fwd, Y, config.loss_fn)
-        out[f"{split}_acc"] = _accuracy_from(fwd.y_hat, Y)
-        if split == "train":
-            train = fwd
-    if data.P_test is not None:
-        out["test_gen_err"] = jnp.mean(0.5 * (fwd.y_hat - data.P_test) ** 2)
-    out["grad_norm"] = optax.tree.norm(g)
-    out.update(diagnostics.net_at_eval(params, g, data.X_train, train))
+    out.update(at_eval(params, g, data.X_train, train))
     return out
 
 
