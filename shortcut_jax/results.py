@@ -676,7 +676,10 @@ def _chunk_table(columns: dict[str, Any], lrs: np.ndarray, seeds: np.ndarray,
 
 
 def _write_csv(f, folder: Path, table: dict[str, Any]) -> None:
-    """table.json's Parquet files as CSV text (today's results.csv format) into binary f."""
+    """table.json's Parquet files as CSV text (today's results.csv format) into binary f.
+
+    Column by column: a float's text is numpy's shortest round-trip text in its own dtype (the
+    text `_fmt` gives, for float32 and float64 alike), a null or missing column is empty."""
     import pyarrow.parquet as pq
 
     text = io.TextIOWrapper(f, newline="", encoding="utf-8")
@@ -686,13 +689,13 @@ def _write_csv(f, folder: Path, table: dict[str, Any]) -> None:
     for name in table["files"]:
         t = pq.read_table(folder / name)
         n = t.num_rows
-        ids = [t.column(c).to_pylist() if c in ("lr", "seed", "step")
-               else [t.column(c)[0].as_py()] * n for c in ID_COLUMNS] if n else []
-        values = [t.column(m).to_numpy() if m in t.column_names else None
-                  for m in metric_names]
-        for r in range(n):
-            writer.writerow([_fmt(col[r]) for col in ids]
-                            + ["" if v is None else _fmt(v[r]) for v in values])
+        if not n:
+            continue
+        cols = [t.column(c).to_numpy().astype(str) if c in ("lr", "seed", "step")
+                else [_fmt(t.column(c)[0].as_py())] * n for c in ID_COLUMNS]
+        cols += [t.column(m).to_numpy().astype(str) if m in t.column_names else [""] * n
+                 for m in metric_names]
+        writer.writerows(zip(*cols))
     text.flush()
     text.detach()
 

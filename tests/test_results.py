@@ -384,6 +384,34 @@ def test_columns_and_selectors_equal_filtering_the_whole_table(whole, tmp_path, 
     assert empty.empty and (empty.dtypes == df.dtypes).all()
 
 
+def test_results_csv_text_is_each_values_own_shortest_text(tmp_path):
+    """The CSV writer's text, cell by cell, against a reference written with Python's own
+    float text: repr of the float64 lr, str of each float32 metric, empty for a missing column;
+    values where float32 and float64 text differ (0.1), extremes, signed zero and NaN."""
+    import pyarrow.parquet as pq
+
+    metric = np.array([[0.1, -0.0, np.nan], [1e-45, 3.4028235e38, np.inf],
+                       [1e-5, 123456.79, -2.5]], np.float32)
+    lrs, seeds = np.array([0.1, 3e-3, 1e22]), np.array([0, 7, 12])
+    columns = {"dataset": "a,b", "variant": "plain", "width": 4, "noise": 0.3}
+    t = results._chunk_table(columns, lrs, seeds, 5, {"test_acc": metric}, 10)
+    pq.write_table(t, tmp_path / "c.parquet")
+    with open(tmp_path / "out.csv", "wb") as f:
+        results._write_csv(f, tmp_path, {"files": ["c.parquet"],
+                                         "metrics": ["test_acc", "grad_norm_W"]})
+    with open(tmp_path / "out.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == [*results.ID_COLUMNS, "test_acc", "grad_norm_W"]
+    for i, row in enumerate(rows[1:]):
+        r, e = divmod(i, 3)
+        cell = dict(zip(rows[0], row))
+        assert cell["lr"] == repr(float(lrs[r])) and cell["seed"] == str(seeds[r])
+        assert cell["step"] == str(5 * e) and cell["dataset"] == "a,b" and cell["width"] == "4"
+        assert cell["noise"] == "0.3" and cell["teacher_width"] == ""
+        assert cell["test_acc"] == str(metric[r, e]) and cell["grad_norm_W"] == ""
+    assert [row[rows[0].index("test_acc")] for row in rows[1:4]] == ["0.1", "-0.0", "nan"]
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(columns=["test_acc", "colour"]), r"colour: no such column in this table; expected "
                                            r"one of \['dataset'"),
