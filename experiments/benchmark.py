@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 
 from shortcut_jax.cli import main as cli_main
+from shortcut_jax.cli import process
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,4 +22,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(process(["bench", *sys.argv[1:]]))  # main(), Python's collector set for a process

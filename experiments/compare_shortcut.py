@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 
 from shortcut_jax.cli import main as cli_main
+from shortcut_jax.cli import process
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,4 +23,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(process(["compare", *sys.argv[1:]]))  # main(), Python's collector set for a process

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 
 from shortcut_jax.cli import main as cli_main
+from shortcut_jax.cli import process
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,4 +20,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(process(["grad-check", *sys.argv[1:]]))  # main(), Python's collector set for a process

@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=2048, help="seeds per configuration")
     args = p.parse_args(argv)
     out = Path(args.out)
-    if not (out / "results.csv").exists():
+    if not (out / "table.json").exists() and not (out / "results.csv").exists():
         code = cli_main(["sweep", "--dataset", "xor", "--n-train", "200", "--widths", "4", "16",
                          "--lrs", "0.1", "0.3", "1.0", "--seeds", str(args.seeds), "--steps",
                          "100", "--eval-every", "10", "--out", str(out), "--no-progress"])

@@ -207,3 +207,14 @@ def test_the_command_is_installed_and_lists_its_subcommands():
                          env={**os.environ, "JAX_PLATFORMS": "cpu"}).stdout
     for command in ("sweep", "compare", "report", "grad-check", "bench"):
         assert command in out
+
+
+def test_the_process_entry_returns_mains_code_with_the_collector_set_and_frozen(tmp_path):
+    """cli.process (the installed command's entry) returns what main returns, with Python's
+    collector set to (10000, 50, 50) and every object left frozen before Python exits."""
+    code = ("import gc, sys; from shortcut_jax import cli\n"
+            f"rc = cli.process(['export', {str(tmp_path)!r}, '--csv'])\n"
+            "print(rc, gc.get_threshold(), gc.get_freeze_count() > 1000)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "JAX_PLATFORMS": "cpu"}, check=True)
+    assert out.stdout.split("\n")[0] == "2 (10000, 50, 50) True", out.stderr
