@@ -110,8 +110,8 @@ def _one(df: pd.DataFrame, dataset: str | None) -> tuple[pd.DataFrame, str]:
 
 def at_best_lr(df: pd.DataFrame, select_by: str = "val_acc") -> pd.DataFrame:
     """Every eval row of the runs at their configuration's validation-selected lr."""
-    chosen = stats.best_lr(df, select_by)
-    return df.merge(chosen[stats.RUN_KEYS].drop_duplicates(), on=stats.RUN_KEYS)
+    chosen = stats.best_lr(df, select_by)  # runs picked by their ids, not a merge on RUN_KEYS
+    return df[stats.run_ids(df).isin(stats.run_ids(chosen))].reset_index(drop=True)
 
 
 def _label(variant: str, init, lr: float | None, n: int) -> str:

@@ -812,19 +812,89 @@ def load(folder: str | Path, columns: Sequence[str] | None = None, **selectors):
             raise ValueError(f"{c}={v!r}: expected values of type {kind}") from None
         where = cond if where is None else where & cond
     read = [c for c in names if c in wanted or c in selectors]
-    # one thread: on a busy 2-core machine pyarrow's threads made a whole read 2-3x slower
-    got = data.to_table(columns=read, filter=where, use_threads=False)
+    # one thread: on a busy 2-core machine pyarrow's threads made a whole read 2-3x slower;
+    # the system allocator: pyarrow's default (mimalloc) kept the read's freed pages (the
+    # process held ~300 MB more after loading 1,081,344 rows) and read them 2-3x slower
+    scanner = data.scanner(columns=read, filter=where, use_threads=False, batch_readahead=1,
+                           fragment_readahead=1, memory_pool=pa.system_memory_pool())
+    frame = _Frame(wanted, scanner.count_rows(), table["categories"])
+    held: dict[str, set] = {c: set() for c in selectors}
+    for batch in scanner.to_batches():  # a file's rows at a time into the frame's arrays
+        frame.fill(batch)
+        for c in selectors:
+            held[c].update(batch.column(c).unique().to_pylist())
     for c, v in selectors.items():  # a value absent from the rows read: is it in the table?
-        values = _values(v)
-        held = got.column(c).unique().to_pylist()
-        if not all(any(_same(x, p) for p in held) for x in values):
+        if not all(any(_same(x, p) for p in held[c]) for x in _values(v)):
             _name_missing(lambda c: data.to_table(columns=[c]).column(c).unique().to_pylist(),
                           {c: v})
-    got = got.select(wanted)
-    got = got.cast(pa.schema([pa.field(c, pa.float64()) if got.schema.field(c).type ==
-                              pa.float32() else got.schema.field(c) for c in wanted]))
-    # split_blocks, self_destruct: the columns are handed over one by one, not consolidated
-    return _typed(got.to_pandas(split_blocks=True, self_destruct=True), table["categories"])
+    return frame.frame()
+
+
+class _Frame:
+    """load's DataFrame built in place: each column's array allocated once at its final size
+    and filled batch by batch, so that reading holds one batch beside the frame (a whole-table
+    read, then pandas' conversion, peaked ~400 MB above a 1,081,344-row frame of 190 MB).
+    Names (categories: the whole table's values, sorted; batch sizes in size order; shortcut_init
+    NA for plain runs) as categoricals, NULLABLE_INTEGER as Int64, metrics float64."""
+
+    def __init__(self, columns: list[str], n: int, categories: dict[str, list[str]]):
+        import pandas as pd
+
+        self.n, self.at = n, 0
+        self.categories = {}
+        for c in CATEGORICAL:
+            cats = sorted(categories[c])
+            if c == "batch_size":
+                cats = sorted(cats, key=lambda b: (b == "full", int(b) if b != "full" else 0))
+            self.categories[c] = pd.Index(cats)
+        self.values = {c: np.empty(n, np.int32 if c in CATEGORICAL else np.int64
+                                   if c in (*INTEGER, *NULLABLE_INTEGER, "run") else np.float64)
+                       for c in columns}
+        self.masks = {c: np.empty(n, bool) for c in columns if c in NULLABLE_INTEGER}
+
+    def fill(self, batch) -> None:
+        rows = slice(self.at, self.at + batch.num_rows)
+        for c, out in self.values.items():
+            col = batch.column(c)
+            if c in CATEGORICAL:  # the batch's dictionary codes mapped to the table's
+                codes = self.categories[c].get_indexer(col.dictionary.to_pylist())
+                out[rows] = np.append(codes, -1)[col.indices.fill_null(-1).to_numpy()]  # NA: -1
+            elif c in NULLABLE_INTEGER:
+                self.masks[c][rows] = col.is_null().to_numpy(zero_copy_only=False)
+                out[rows] = col.fill_null(0).to_numpy()
+            else:  # nulls (a plain run's shortcut metrics) are NaN
+                out[rows] = col.to_numpy(zero_copy_only=False)
+        self.at = rows.stop
+
+    def frame(self):
+        import pandas as pd
+
+        if self.at != self.n:
+            raise RuntimeError(f"the table changed while it was read: {self.at} rows, "
+                               f"{self.n} counted")
+        columns = {}
+        for c, v in self.values.items():
+            if c in CATEGORICAL:
+                columns[c] = pd.Categorical.from_codes(v, categories=self.categories[c],
+                                                       ordered=c == "batch_size")
+            elif c in NULLABLE_INTEGER:
+                columns[c] = pd.arrays.IntegerArray(v, self.masks[c])
+            else:
+                columns[c] = v
+        return pd.DataFrame(columns, copy=False)
+
+
+def columns_of(folder: str | Path) -> list[str]:
+    """The columns `load(folder)` returns, in its order, from table.json (or an older folder's
+    results.csv header): no row is read."""
+    f = _finished(folder, table_only=True)
+    if f.table_json.is_file():
+        return [*ID_COLUMNS, "run", *_table(f)["metrics"]]
+    import pandas as pd
+
+    with _unreadable(f.results_csv):
+        header = list(pd.read_csv(f.results_csv, nrows=0).columns)
+    return [*ID_COLUMNS, "run", *(c for c in header if c not in ID_COLUMNS)]
 
 
 def _values(v: Any) -> list:
@@ -863,25 +933,6 @@ def _name_missing(present_of: Callable[[str], list], selectors: dict[str, Any]) 
             if not any(_same(x, p) for p in present):
                 raise ValueError(f"{c}={x!r}: no such value in this sweep; expected one of "
                                  f"{sorted(present, key=str)}")
-
-
-def _typed(df, categories: dict[str, list[str]]):
-    """The Parquet table's pandas frame in load's types (categories: the whole table's values,
-    sorted; batch sizes in size order; shortcut_init NA for plain runs)."""
-    import pandas as pd
-
-    for c in df.columns:
-        if c in CATEGORICAL:
-            df[c] = df[c].astype("category")
-            cats = sorted(categories[c])
-            if c == "batch_size":
-                cats = sorted(cats, key=lambda b: (b == "full", int(b) if b != "full" else 0))
-            df[c] = df[c].cat.set_categories(cats, ordered=c == "batch_size")
-        elif c in NULLABLE_INTEGER:
-            df[c] = df[c].astype(pd.Int64Dtype())
-        elif c not in (*INTEGER, *FLOAT, "run") and df[c].dtype != np.float64:
-            df[c] = df[c].astype(np.float64)
-    return df
 
 
 def _load_csv(f: RunFolder, columns: Sequence[str] | None, selectors: dict[str, Any]):
@@ -959,7 +1010,7 @@ def _key(values) -> tuple:
         v = values.get(c) if isinstance(values, dict) else values[c]
         if isinstance(v, str):
             out.append(v)
-        elif v is None or v != v or type(v).__name__ == "NAType":  # None, NaN, pandas NA
+        elif v is None or type(v).__name__ == "NAType" or v != v:  # None, pandas NA, NaN
             out.append(None)
         else:
             out.append(float(_fmt(v)))
@@ -983,8 +1034,8 @@ def params_of(folder: str | Path, rows) -> Any:
                              f"{sorted(rows[column].unique().tolist(), key=str)}; select one, "
                              f"e.g. {column}={rows[column].iloc[0]!r}")
     with _unreadable(f.params_npz):
-        where = _params_index(f.params_npz, f.params_npz.stat().st_mtime_ns)
-    picked = [where[_key(r)] for r in rows[list(ID_COLUMNS[:-1])].to_dict("records")]
+        groups = _params_groups(f.params_npz, f.params_npz.stat().st_mtime_ns)
+    group_of, row_of = _params_rows(groups, rows)
     leaves = {}
     depth = int(rows["depth"].iloc[0])
     network = depth > 1 or rows["activation"].iloc[0] != "relu"
@@ -992,9 +1043,13 @@ def params_of(folder: str | Path, rows) -> Any:
              + ["Wo", "bo", "W"]) if network else Params._fields
     with _unreadable(f.params_npz), np.load(f.params_npz) as z:
         for name in names:  # z[key] reads the whole array: once per group and leaf
-            if f"{picked[0][0]}/{name}" in z.files:
-                arrays = {g: z[f"{g}/{name}"] for g in dict.fromkeys(g for g, _ in picked)}
-                leaves[name] = np.stack([arrays[g][i] for g, i in picked])
+            if f"{group_of[0]}/{name}" in z.files:
+                for g in dict.fromkeys(group_of):
+                    at = group_of == g
+                    leaf = z[f"{g}/{name}"]
+                    if name not in leaves:
+                        leaves[name] = np.empty((len(rows), *leaf.shape[1:]), leaf.dtype)
+                    leaves[name][at] = leaf[row_of[at]]
     if network:  # sweep._leaves' names
         return NetParams(Ws=tuple(leaves[f"W{k}"] for k in range(1, depth + 1)),
                          bs=tuple(leaves[f"b{k}"] for k in range(1, depth + 1)),
@@ -1003,15 +1058,45 @@ def params_of(folder: str | Path, rows) -> Any:
 
 
 @functools.lru_cache(maxsize=8)
-def _params_index(path: Path, mtime_ns: int) -> dict[tuple, tuple[str, int]]:
-    """{run key: (group, row)} of a params.npz (cached per file version)."""
-    where = {}
+def _params_groups(path: Path, mtime_ns: int) -> dict[tuple, list[tuple[str, Any]]]:
+    """{a run key without lr and seed: [(group, its runs' (lr, seed) as a pandas MultiIndex)]}
+    of a params.npz (cached per file version; lr as the float of its text, as _key)."""
+    import pandas as pd
+
+    out: dict[tuple, list[tuple[str, Any]]] = {}
     with np.load(path) as z:
         for group in dict.fromkeys(k.split("/")[0] for k in z.files):
             columns = json.loads(str(z[f"{group}/columns"]))
-            for i, (lr, seed) in enumerate(zip(z[f"{group}/lr"], z[f"{group}/seed"])):
-                where[_key({**columns, "lr": lr, "seed": seed})] = (group, i)
-    return where
+            lrs = np.asarray(z[f"{group}/lr"]).astype(str).astype(np.float64)
+            out.setdefault(_key({**columns, "lr": None, "seed": None}), []).append(
+                (group, pd.MultiIndex.from_arrays([lrs, np.asarray(z[f"{group}/seed"])])))
+    return out
+
+
+def _params_rows(groups: dict[tuple, list[tuple[str, Any]]], rows) -> tuple[np.ndarray, ...]:
+    """(group, row in the group) in params.npz of each of `rows` (rows of load(folder)); a run
+    params.npz does not hold is a ValueError naming it."""
+    import pandas as pd
+
+    config = [c for c in ID_COLUMNS[:-1] if c not in ("lr", "seed")]
+    ids = pd.util.hash_pandas_object(rows[config], index=False).to_numpy()
+    group_of, row_of = np.empty(len(rows), object), np.full(len(rows), -1)
+    for h in dict.fromkeys(ids):
+        at = ids == h
+        first = rows[list(ID_COLUMNS[:-1])].iloc[int(np.argmax(at))]
+        runs = pd.MultiIndex.from_arrays([rows["lr"].to_numpy(np.float64)[at],
+                                          rows["seed"].to_numpy()[at]])
+        for group, index in groups.get(_key({**first, "lr": None, "seed": None}), []):
+            found = index.get_indexer(runs)
+            take = found >= 0
+            picked = np.flatnonzero(at)[take]
+            group_of[picked], row_of[picked] = group, found[take]
+        missing = at & (row_of < 0)
+        if missing.any():
+            run = rows[list(ID_COLUMNS[:-1])].iloc[int(np.argmax(missing))].to_dict()
+            raise ValueError(f"rows: params.npz holds no run {run}; expected rows of "
+                             "load(folder) of the same folder")
+    return group_of, row_of
 
 
 def load_params(folder: str | Path, **selectors):

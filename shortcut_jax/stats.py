@@ -76,9 +76,10 @@ def final(df: pd.DataFrame) -> pd.DataFrame:
 def with_steps_to(df: pd.DataFrame, tau: float, metric: str = "train_loss") -> pd.DataFrame:
     """final(df) with a column steps_to_tau: each run's first eval step with metric <= tau
     (inf if never; NaN never counts as reached)."""
-    ids = run_ids(df)
-    first = df["step"].where(df[metric] <= tau).groupby(ids).transform("min")  # NaN: never
-    return final(df.assign(**{STEPS: first.astype("float64").fillna(np.inf)}))
+    first = df["step"].where(df[metric] <= tau).groupby(run_ids(df)).min()  # NaN: never
+    last = final(df)  # the column joins the final rows only: no copy of the whole table
+    return last.assign(**{STEPS: first.reindex(run_ids(last)).to_numpy(np.float64)}).fillna(
+        {STEPS: np.inf})
 
 
 def is_fraction(metric: str) -> bool:

@@ -255,6 +255,23 @@ def test_load_params_stacks_the_selected_runs_in_row_order(whole):
                                rows["train_loss"].iloc[0], rtol=1e-6)
 
 
+def test_params_of_takes_rows_in_any_order_and_names_a_run_it_does_not_hold(whole):
+    """Each row's parameters against params.npz read by a loop over its runs' (lr, seed);
+    a row whose seed no run has is a ValueError naming the run."""
+    rows = results.final_rows(sj.load_results(whole), variant="shortcut").iloc[[3, 0, 2, 1]]
+    p = results.params_of(whole, rows)
+    with np.load(whole / "params.npz") as z:
+        group = next(k.split("/")[0] for k in z.files if "shortcut" in k)
+        for i, (lr, seed) in enumerate(zip(rows["lr"], rows["seed"])):
+            j = next(j for j, (a, b) in enumerate(zip(z[f"{group}/lr"], z[f"{group}/seed"]))
+                     if float(a) == pytest.approx(lr) and b == seed)
+            for name in ("W1", "b1", "W2", "b2", "W"):
+                np.testing.assert_array_equal(getattr(p, name)[i], z[f"{group}/{name}"][j])
+    stray = rows.assign(seed=[0, 1, 99, 2])
+    with pytest.raises(ValueError, match=r"rows: params.npz holds no run \{.*'seed': 99"):
+        results.params_of(whole, stray)
+
+
 @pytest.mark.parametrize("selectors, match", [
     (dict(colour="red"), r"colour: not a column to select runs by; expected one of \['dataset'"),
     (dict(variant="resnet"), r"variant='resnet': no such value in this sweep; expected one of "
