@@ -101,13 +101,15 @@ def _setting(row, axes: list[str]) -> str:
     return " ".join(parts)
 
 
-def verdict(table: pd.DataFrame, metric: str, where: list[str], level: float = 0.05) -> str:
-    """One sentence per paired table, from its intervals and Holm-adjusted p values
-    (stats.significance)."""
+def verdict(table: pd.DataFrame, metric: str, where: list[str], level: float = 0.05,
+            variant: str = "shortcut") -> str:
+    """One sentence per paired table of `variant` − plain, from its intervals and Holm-adjusted
+    p values (stats.significance)."""
     sig = table.apply(stats.significance, axis=1, level=level)
     good = sig if stats.higher_is_better(metric) else -sig
     better, worse = table[good > 0], table[good < 0]
-    text = (f"the shortcut is significantly better in {len(better)} of {len(table)} "
+    subject = "the shortcut" if variant == "shortcut" else f"the {variant} network"
+    text = (f"{subject} is significantly better in {len(better)} of {len(table)} "
             f"configurations, significantly worse in {len(worse)}, and within noise in the "
             f"other {len(table) - len(better) - len(worse)}")
     for name, part in (("better", better), ("worse", worse)):
@@ -226,14 +228,26 @@ def _untrained_section(bad: pd.DataFrame, n_configs: int, where: list[str],
             "better.", "", _table(view), ""]
 
 
+def _by_variant(tables: dict) -> pd.DataFrame:
+    """{variant: paired tables} as one table, with a `variant` column (the variant compared
+    with plain) before `metric`."""
+    parts = []
+    for v, ts in tables.items():
+        for t in ts:
+            t = t.copy()
+            t.insert(t.columns.get_loc("metric"), "variant", v)
+            parts.append(t)
+    return pd.concat(parts, ignore_index=True)
+
+
 def _with_matched(table: pd.DataFrame, matched: pd.DataFrame, axes: list[str],
-                  digits: int = 4) -> pd.DataFrame:
+                  digits: int = 4, variant: str = "shortcut") -> pd.DataFrame:
     """_paired_rows(table) with the same configurations' paired difference at the plain
     network's lr (stats.paired_at_plain_lr) beside each row."""
     keys = [c for c in matched.columns if c in table.columns and c in stats.CONFIG_KEYS
             and c != "lr"]
     both = table[keys].merge(matched, on=keys, how="left")
-    out = _paired_rows(table, axes, digits)
+    out = _paired_rows(table, axes, digits, variant=variant)
     out["plain's lr"] = [f"{v:g}" for v in both["lr"]]
     out["difference at plain's lr [CI]"] = [
         stats.format_ci(r.diff_mean, r.diff_lo, r.diff_hi, digits) for r in both.itertuples()]
@@ -266,19 +280,24 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
     tables = {"summary": stats.summarize(runs, metrics, tau=tau, confidence=confidence),
               "selected": stats.summarize(chosen, metrics, tau=tau, confidence=confidence)}
     compared = [m for m in ("test_acc", "test_loss", "train_loss", "test_gen_err") if m in metrics]
-    tables["paired"] = pd.concat([stats.paired(runs, m, confidence=confidence)
-                                  for m in (*compared, stats.STEPS)], ignore_index=True)
-    selected_pairs = {m: stats.paired(chosen, m, confidence=confidence, ignore=("lr",))
-                      for m in compared}
-    tables["paired_selected"] = pd.concat(selected_pairs.values(), ignore_index=True)
+    # each variant against plain: the problem's shortcut first, then the skips between hidden
+    # layers (residual, residual+shortcut) where the sweep has them
+    versus = [v for v in ("shortcut", "residual", "residual+shortcut")
+              if v == "shortcut" or (df["variant"] == v).any()]
+    tables["paired"] = _by_variant({v: [stats.paired(runs, m, confidence=confidence, variant=v)
+                                        for m in (*compared, stats.STEPS)] for v in versus})
+    pairs = {v: {m: stats.paired(chosen, m, confidence=confidence, ignore=("lr",), variant=v)
+                 for m in compared} for v in versus}
+    selected_pairs = pairs["shortcut"]
+    tables["paired_selected"] = _by_variant({v: p.values() for v, p in pairs.items()})
     bad = untrained(df, data, confidence)
     for name in ("summary", "selected"):
         tables[name]["did_not_train"] = _untrained_column(tables[name], bad)
     if len(bad):
         tables["untrained"] = bad
-    matched_pairs = {m: stats.paired_at_plain_lr(runs, m, "val_acc", confidence=confidence)
-                     for m in compared}
-    tables["paired_plain_lr"] = pd.concat(matched_pairs.values(), ignore_index=True)
+    matched = {v: {m: stats.paired_at_plain_lr(runs, m, "val_acc", confidence=confidence,
+                                               variant=v) for m in compared} for v in versus}
+    tables["paired_plain_lr"] = _by_variant({v: p.values() for v, p in matched.items()})
 
     grid = config["grid"]
     s = ["# Plain vs shortcut: does the shortcut connection help?", ""]
@@ -305,10 +324,11 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
         s += [f"{' and '.join(residual)} at depth 1 left out: a depth-1 network has no skip "
               "between hidden layers (it is the plain network there).", ""]
     if ((df["depth"] > 1) | (df["activation"] != "relu")).any():
-        s += ["The paired sections take shortcut − plain at each depth and activation (the "
-              "Hessian section also residual − plain); the decision boundaries cover the "
-              "problem's network (depth 1, relu) only. Hessians: by hand for the problem's "
-              "network, by jax.hessian in float64 for the others.", ""]
+        s += ["The paired sections take each variant − plain at each depth and activation "
+              "(shortcut − plain first, the skips between hidden layers in sections of their "
+              "own); the figures per axis and the heatmaps show shortcut − plain; the decision "
+              "boundaries cover the problem's network (depth 1, relu) only. Hessians: by hand "
+              "for the problem's network, by jax.hessian in float64 for the others.", ""]
     for record in config.get("data", []):
         if "path" in record:
             s += [f"- {record['path']}: {record['n_train']} train / {record['n_val']} validation "
@@ -335,15 +355,17 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
     if sel["did_not_train"].astype(bool).any():
         s += [f"{UNTRAINED}: did not train (see Runs that did not train).", ""]
 
-    s += ["## Paired differences, shortcut − plain (same seed, each at its chosen lr)", "",
-          "Beside each, both variants at the plain network's chosen lr, so that the "
-          "architecture's effect is not mixed with a different learning rate (every lr of the "
-          "grid: the appendix).", ""]
-    for m, table in selected_pairs.items():
-        s += [f"### {m}", "", _with_matched(table, matched_pairs[m], where).pipe(_table), "",
-              f"Reading: {verdict(table, m, where, 1 - confidence)}",
-              f"At the plain network's lr: {verdict(matched_pairs[m], m, where, 1 - confidence)}",
-              ""]
+    for v in versus:
+        s += [f"## Paired differences, {v} − plain (same seed, each at its chosen lr)", "",
+              "Beside each, both variants at the plain network's chosen lr, so that the "
+              "architecture's effect is not mixed with a different learning rate (every lr of "
+              "the grid: the appendix).", ""]
+        for m, table in pairs[v].items():
+            at_plain = matched[v][m]
+            s += [f"### {m}", "", _with_matched(table, at_plain, where, variant=v).pipe(_table),
+                  "", f"Reading: {verdict(table, m, where, 1 - confidence, v)}",
+                  f"At the plain network's lr: {verdict(at_plain, m, where, 1 - confidence, v)}",
+                  ""]
 
     tell(STEPS[2])
     figures = {}
@@ -358,6 +380,10 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
                                              tables=by_axis)
         s += [f"- {axis}, {m}: {verdict(t, m, [axis, hue], 1 - confidence)}"
               for m, t in by_axis.items()]
+        s += [f"- {axis}, {m}, {v} − plain: " + verdict(
+                  stats.paired_selected(df, m, [axis, hue], "val_acc", confidence, v), m,
+                  [axis, hue], 1 - confidence, v)
+              for v in versus[1:] for m in ("test_acc", "test_loss")]
         s += ["", f"![{name}](figures/{name}.png)", ""]
     for x, y in list(itertools.combinations(axes, 2))[:MAX_HEATMAPS]:
         name = f"heatmap_{y}_{x}"
@@ -395,12 +421,14 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
                   "far below logistic regression would point to a training problem.", ""]
 
     s += ["## Appendix: paired differences at each learning rate of the grid", "",
-          "Shortcut − plain with both variants at the same lr, every lr (Holm over each "
-          "table's rows).", ""]
-    for m in compared:
-        table = tables["paired"][tables["paired"]["metric"] == m].reset_index(drop=True)
-        s += [f"### {m}", "", _paired_rows(table, [*where, "lr"]).pipe(_table), "",
-              f"Reading: {verdict(table, m, [*where, 'lr'], 1 - confidence)}", ""]
+          f"{' − plain, '.join(versus).capitalize()} − plain with both variants at the same "
+          "lr, every lr (Holm over each table's rows).", ""]
+    every = tables["paired"]
+    for v, m in itertools.product(versus, compared):
+        table = every[(every["metric"] == m) & (every["variant"] == v)].reset_index(drop=True)
+        s += [f"### {m}" + (f", {v} − plain" if v != "shortcut" else ""), "",
+              _paired_rows(table, [*where, "lr"], variant=v).pipe(_table), "",
+              f"Reading: {verdict(table, m, [*where, 'lr'], 1 - confidence, v)}", ""]
 
     tell(STEPS[5])
     first = str(df["dataset"].iloc[0])

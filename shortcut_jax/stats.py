@@ -277,20 +277,24 @@ def detectable(diff, level: float = 0.05, power: float = POWER) -> float:
 
 
 def paired_selected(df: pd.DataFrame, metric: str, by: Sequence[str],
-                    select_by: str = "val_acc", confidence: float = 0.95) -> pd.DataFrame:
-    """paired(...) grouped by `by` with each variant at its validation-selected lr (best_lr)
-    unless lr is one of `by`; a seed's pairs at the other axes' values are averaged."""
+                    select_by: str = "val_acc", confidence: float = 0.95,
+                    variant: str = "shortcut") -> pd.DataFrame:
+    """paired(...) of `variant` − plain grouped by `by` with each variant at its
+    validation-selected lr (best_lr) unless lr is one of `by`; a seed's pairs at the other
+    axes' values are averaged."""
     if "lr" in by:
-        return paired(df, metric, by=by, confidence=confidence)
-    return paired(best_lr(df, select_by), metric, by=by, confidence=confidence, ignore=("lr",))
+        return paired(df, metric, by=by, confidence=confidence, variant=variant)
+    return paired(best_lr(df, select_by), metric, by=by, confidence=confidence, ignore=("lr",),
+                  variant=variant)
 
 
 def paired_at_plain_lr(df: pd.DataFrame, metric: str, select_by: str = "val_acc", *,
-                       tau: float | None = None, confidence: float = 0.95) -> pd.DataFrame:
-    """paired(...) with both variants at the plain network's validation-selected learning rate
-    (best_lr of the plain runs, per configuration): the architecture's effect at a learning rate
-    both share, to set beside the comparison at each variant's own choice. Its lr column is
-    that rate; the family of its Holm adjustment is its rows."""
+                       tau: float | None = None, confidence: float = 0.95,
+                       variant: str = "shortcut") -> pd.DataFrame:
+    """paired(...) of `variant` − plain with both at the plain network's validation-selected
+    learning rate (best_lr of the plain runs, per configuration): the architecture's effect at a
+    learning rate both share, to set beside the comparison at each variant's own choice. Its lr
+    column is that rate; the family of its Holm adjustment is its rows."""
     if metric == STEPS and STEPS not in df.columns:
         if tau is None:
             raise ValueError(f"tau: needed for metric {STEPS!r}")
@@ -299,7 +303,8 @@ def paired_at_plain_lr(df: pd.DataFrame, metric: str, select_by: str = "val_acc"
     chosen = best_lr(runs[runs["variant"] == "plain"], select_by)
     keys = [c for c in CONFIG_KEYS if c not in ("variant", "shortcut_init", "lr")]
     lrs = chosen[[*keys, "lr"]].drop_duplicates()
-    return paired(runs.merge(lrs, on=[*keys, "lr"]), metric, confidence=confidence)
+    return paired(runs.merge(lrs, on=[*keys, "lr"]), metric, confidence=confidence,
+                  variant=variant)
 
 
 def _p_values(diffs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -133,3 +133,19 @@ def test_report_over_the_new_axes_says_what_it_left_out(tmp_path):
     for v in ("shortcut", "residual", "residual+shortcut"):
         assert f"### near-zero eigenvalues, {v} − plain (same seed)" in text
     assert "| residual win rate |" in text and "| residual+shortcut win rate |" in text
+    # the test metrics' paired sections for every skip, each against plain: the table's
+    # differences against the seeds' final test accuracies subtracted by hand (one lr)
+    df = sj.load_results(tmp_path / "out")
+    last = df[df["step"] == df["step"].max()]
+    sel, at_plain = rep.tables["paired_selected"], rep.tables["paired_plain_lr"]
+    assert set(sel["variant"]) == set(at_plain["variant"]) == set(ALL[1:])
+    for v in ("residual", "residual+shortcut"):
+        assert f"## Paired differences, {v} − plain (same seed, each at its chosen lr)" in text
+        assert f"Reading: the {v} network is significantly better in 0 of 2 configurations" in text
+        for table in (sel, at_plain):
+            rows = table[(table["variant"] == v) & (table["metric"] == "test_acc")]
+            assert set(rows["depth"]) == {2} and len(rows) == 2
+            for _, r in rows.iterrows():
+                runs = last[(last["depth"] == 2) & (last["activation"] == r["activation"])]
+                acc = runs.pivot(index="seed", columns="variant", values="test_acc")
+                assert r["diff_mean"] == pytest.approx((acc[v] - acc["plain"]).mean(), abs=1e-12)
