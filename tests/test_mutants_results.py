@@ -1,0 +1,357 @@
+"""Fast tests of results.py's and report.py's pure parts, for `mutmut run` (experiments/
+MUTATION.md): hand-made rows, Parquet files and folders in tmp_path (no sweep, nothing compiles),
+each compared with hand-written values."""
+
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from shortcut_jax import results
+from shortcut_jax.results import ID_COLUMNS
+from tests.tables import table
+
+# --- small helpers ------------------------------------------------------------------------------
+
+
+def test_fmt_gives_each_values_own_text():
+    assert results._fmt(None) == ""
+    assert results._fmt(np.float32(0.1)) == "0.1"  # float32's shortest text, not 0.10000000149
+    assert results._fmt(np.float64(0.1)) == "0.1"  # not "np.float64(0.1)"
+    assert results._fmt(0.1) == "0.1"
+    assert results._fmt(1e-7) == "1e-07"
+    assert results._fmt(np.int64(3)) == "3"
+    assert results._fmt("full") == "full"
+    assert results._fmt(2) == "2"
+
+
+def test_same_compares_numbers_to_one_part_in_a_billion_and_the_rest_as_text():
+    assert results._same(1, 1.0)
+    assert results._same(np.int64(2), 2.0)
+    assert results._same(1.0, 1.0 + 5e-10)
+    assert not results._same(1.0, 1.0 + 2e-9)
+    assert not results._same(0.0, 1e-300)  # no absolute tolerance
+    assert not results._same(np.float32(0.1), 0.1)  # float32's 0.1 is 1.5e-8 away
+    assert results._same("16", 16) and results._same(16, "16")
+    assert results._same("plain", "plain") and not results._same("plain", "shortcut")
+    assert results._same(None, None) and not results._same(None, 0)
+
+
+def test_values_makes_a_list_of_one_value_or_many():
+    assert results._values(0.1) == [0.1]
+    assert results._values("plain") == ["plain"]
+    assert results._values([1, 2]) == [1, 2]
+    assert results._values((1, 2)) == [1, 2]
+    assert results._values({3}) == [3]
+
+
+KEY_DEFAULTS = ("xor", 0.0, 200.0, 2.0, 0.05, None, None, None, "plain", 4.0, None, 0.5, 0.0,
+                "sgd", "mse", "full", 1.0, "relu")
+"""The key of tests.tables.DEFAULTS, by hand (18 values: ID_COLUMNS without step)."""
+
+
+def test_key_of_a_typed_row_and_of_a_chunks_columns():
+    row = table([{"step": 30}]).iloc[0]
+    assert results._key(row) == KEY_DEFAULTS
+    columns = dict(zip(ID_COLUMNS, KEY_DEFAULTS))
+    columns.update(data_seed=0, n_train=200, d=2, width=4, depth=1, seed=np.int64(0),
+                   lr=np.float32(0.5), noise=np.float32(0.05), step=99)
+    assert results._key(columns) == KEY_DEFAULTS  # float32 0.05: the float of its text
+    assert results._key({}) == (None,) * 18  # missing keys: None
+    assert results._key({"linear_weight": np.nan, "teacher_width": pd.NA}) == (None,) * 18
+
+
+def test_differences_of_nested_configs_with_dotted_keys_in_sorted_order():
+    a = {"grid": {"lr": [0.1], "n": 1, "d": {"x": 1}}, "x": 1, 2: "a"}
+    b = {"grid": {"lr": [0.2], "n": 1, "d": 5}, "y": 2, 2: "a"}
+    assert results._differences(a, b) == [("grid.d", {"x": 1}, 5), ("grid.lr", [0.1], [0.2]),
+                                          ("x", 1, None), ("y", None, 2)]
+    assert results._differences(a, a) == []
+    assert results._differences(1, 2, "p.") == [("p", 1, 2)]
+
+
+OLD = "0123456789abcdef" * 4
+NEW = "fedcba9876543210" * 4
+
+
+def test_refuse_changed_files_names_the_file_and_both_checksums(tmp_path):
+    held = [{"path": "a.csv", "sha256": OLD}, {"path": "b.csv", "sha256": OLD}, "junk"]
+    now = [{"path": "b.csv", "sha256": NEW}, {"sha256": NEW}, 7]
+    with pytest.raises(ValueError) as e:
+        results._refuse_changed_files(tmp_path, held, now)
+    assert str(e.value) == (f"data: b.csv changed since the sweep in {tmp_path} began (sha256 "
+                            "0123456789ab..., now fedcba987654...); restore the file or use "
+                            "another --out folder")
+    results._refuse_changed_files(tmp_path, held, [{"path": "a.csv", "sha256": OLD}])
+    results._refuse_changed_files(tmp_path, held, [{"path": "c.csv", "sha256": NEW}])
+    results._refuse_changed_files(tmp_path, held, None)
+    results._refuse_changed_files(tmp_path, None, now)
+    with pytest.raises(ValueError, match=r"sha256 None\.\.\., now fedcba987654"):
+        results._refuse_changed_files(tmp_path, [{"path": "a.csv"}], [{"path": "a.csv",
+                                                                       "sha256": NEW}])
+
+
+def test_wanted_columns_in_table_order_and_unknown_names_listed():
+    names = ["a", "b", "c"]
+    assert results._wanted_columns(names, None, {}) == ["a", "b", "c"]
+    assert results._wanted_columns(names, ["c", "a"], {"b": 1}) == ["a", "c"]
+    assert results._wanted_columns(names, "b", {}) == ["b"]
+    assert results._wanted_columns(names, [], {}) == []
+    with pytest.raises(ValueError) as e:
+        results._wanted_columns(names, ["a", "z"], {})
+    assert str(e.value) == "z: no such column in this table; expected one of ['a', 'b', 'c']"
+    with pytest.raises(ValueError, match=r"^y: no such column"):
+        results._wanted_columns(names, None, {"y": 1})
+
+
+def test_name_missing_lists_the_values_held_without_na():
+    held = {"lr": [0.3, None, 0.1, np.nan, 1.0], "variant": ["plain", "shortcut"]}
+    results._name_missing(held.get, {"lr": [0.1, 1.0 + 1e-12], "variant": "plain"})
+    with pytest.raises(ValueError) as e:
+        results._name_missing(held.get, {"variant": "plain", "lr": [0.1, 0.2]})
+    assert str(e.value) == "lr=0.2: no such value in this sweep; expected one of [0.1, 0.3, 1.0]"
+    with pytest.raises(ValueError, match=r"^variant='res': .* \['plain', 'shortcut'\]$"):
+        results._name_missing(held.get, {"variant": "res"})
+
+
+def test_final_rows_takes_each_runs_last_step_and_selects():
+    rows = [{"run": r, "variant": v, "lr": lr, "seed": r, "step": s, "val_acc": r + s / 100}
+            for r, (v, lr, last) in enumerate([("plain", 0.1, 20), ("shortcut", 0.1, 20),
+                                              ("shortcut", 0.3, 10)])
+            for s in range(0, last + 1, 10)]
+    df = table(rows)
+    out = results.final_rows(df)
+    assert out["run"].tolist() == [0, 1, 2] and out["step"].tolist() == [20, 20, 10]
+    assert out.index.tolist() == [2, 5, 7]  # the rows of df, not copies
+    assert results.final_rows(df, variant="shortcut")["run"].tolist() == [1, 2]
+    assert results.final_rows(df, variant=["plain", "shortcut"], lr=0.1)["run"].tolist() == [0, 1]
+    assert results.final_rows(df, lr=(0.3,), seed={2})["run"].tolist() == [2]
+    with pytest.raises(ValueError) as e:
+        results.final_rows(df, step=10)
+    runs = [c for c in ID_COLUMNS if c != "step"]
+    assert str(e.value) == f"step: not a column to select runs by; expected one of {runs}"
+    with pytest.raises(ValueError) as e:
+        results.final_rows(df, lr=[0.1, 0.2])
+    assert str(e.value) == "lr=0.2: no such value in this sweep; expected one of [0.1, 0.3]"
+    with pytest.raises(ValueError, match=r"^shortcut_init='zeros': .* of \[\]$"):
+        results.final_rows(df, shortcut_init="zeros")
+
+
+# --- a hand-made finished folder: chunks, the typed frame, the CSV text ------------------------
+
+BASE = dict(dataset="xor", data_seed=3, n_train=None, d=2, noise=0.05, linear_weight=None,
+            teacher_width=None, teacher_shortcut=None, variant="plain", width=4,
+            shortcut_init=None, optimizer="sgd", loss_fn="mse", batch_size="16", depth=1,
+            activation="relu")
+f32 = np.float32
+
+
+def _chunks():
+    """Three chunks: two plain runs (lr 0.1, 0.3) at steps 0, 5; one shortcut run (with
+    grad_norm_W) at steps 0, 5; one plain run at step 0 only, batch size 2."""
+    return [
+        (BASE, [0.1, 0.3], [0, 1], 5,
+         {"train_loss": f32([[1.0, 0.5], [2.0, 0.25]]), "val_acc": f32([[0.5, 0.75],
+                                                                       [0.5, 0.625]])}, 0),
+        ({**BASE, "variant": "shortcut", "shortcut_init": "zeros", "n_train": 200,
+          "batch_size": "full", "linear_weight": 0.5},
+         [0.1], [0], 5, {"train_loss": f32([[1.0, 0.125]]), "val_acc": f32([[0.5, 0.875]]),
+                         "grad_norm_W": f32([[0.1, 0.2]])}, 2),
+        ({**BASE, "batch_size": "2"}, [1.0], [7], 5,
+         {"train_loss": f32([[3.0]]), "val_acc": f32([[0.25]])}, 3),
+    ]
+
+
+def test_chunk_table_rows_run_major_with_typed_columns():
+    t = results._chunk_table(*_chunks()[0])
+    assert t.column_names == [*ID_COLUMNS, "run", "train_loss", "val_acc"]
+    assert t.column("lr").to_pylist() == [0.1, 0.1, 0.3, 0.3]
+    assert t.column("seed").to_pylist() == [0, 0, 1, 1]
+    assert t.column("step").to_pylist() == [0, 5, 0, 5]
+    assert t.column("run").to_pylist() == [0, 0, 1, 1]
+    assert t.column("train_loss").to_pylist() == [1.0, 0.5, 2.0, 0.25]
+    assert t.column("dataset").to_pylist() == ["xor"] * 4
+    assert t.column("batch_size").to_pylist() == ["16"] * 4
+    assert t.column("n_train").to_pylist() == [None] * 4
+    assert t.column("noise").to_pylist() == [0.05] * 4
+    assert t.column("data_seed").to_pylist() == [3] * 4
+    types = {f.name: f.type for f in t.schema}
+    assert types["lr"] == pa.float64() and types["seed"] == pa.int64()
+    assert types["step"] == pa.int64() and types["run"] == pa.int64()
+    assert types["dataset"] == pa.string() and types["batch_size"] == pa.string()
+    assert types["noise"] == pa.float64() and types["linear_weight"] == pa.float64()
+    assert types["n_train"] == pa.int64() and types["width"] == pa.int64()
+    assert types["shortcut_init"] == pa.string() and types["train_loss"] == pa.float32()
+    t = results._chunk_table(*_chunks()[1])
+    assert t.column("run").to_pylist() == [2, 2]
+    assert t.column("width").to_pylist() == [4, 4] and t.column("n_train").to_pylist() == [200] * 2
+    assert t.column("grad_norm_W").to_pylist() == [f32(0.1).item(), f32(0.2).item()]
+
+
+METRICS = ["train_loss", "val_acc", "grad_norm_W"]
+
+
+def _folder(path, old_csv=None):
+    """A finished folder by hand: config.json, the chunks as Parquet files, table.json (no
+    manifest: nothing to check); or, with old_csv, a folder of the CSV era."""
+    path.mkdir(exist_ok=True)
+    (path / "config.json").write_text("{}")
+    if old_csv is not None:
+        (path / "results.csv").write_text(old_csv)
+        return path
+    files = []
+    for i, chunk in enumerate(_chunks()):
+        pq.write_table(results._chunk_table(*chunk), path / f"c{i}.parquet")
+        files.append(f"c{i}.parquet")
+    cats = {"dataset": ["xor"], "variant": ["plain", "shortcut"], "shortcut_init": ["zeros"],
+            "optimizer": ["sgd"], "loss_fn": ["mse"], "batch_size": ["16", "2", "full"],
+            "activation": ["relu"]}
+    (path / "table.json").write_text(json.dumps({"format": "parquet", "files": files,
+                                                 "metrics": METRICS, "rows": 7,
+                                                 "categories": cats}))
+    return path
+
+
+def _csv_text(tmp_path, files):
+    folder = _folder(tmp_path / "f")
+    pq.write_table(results._chunk_table(*_chunks()[0]).slice(0, 0), folder / "empty.parquet")
+    buf = io.BytesIO()
+    results._write_csv(buf, folder, {"files": files, "metrics": METRICS})
+    return buf.getvalue().decode()
+
+
+def test_write_csv_text_by_hand(tmp_path):
+    text = _csv_text(tmp_path, ["c0.parquet", "empty.parquet", "c1.parquet"])
+    head = ",".join([*ID_COLUMNS, *METRICS])
+    ids0 = "xor,3,,2,0.05,,,,plain,4,,{lr},{seed},sgd,mse,16,1,relu,{step}"
+    ids1 = "xor,3,200,2,0.05,0.5,,,shortcut,4,zeros,{lr},{seed},sgd,mse,full,1,relu,{step}"
+    lines = [head,
+             ids0.format(lr="0.1", seed=0, step=0) + ",1.0,0.5,",
+             ids0.format(lr="0.1", seed=0, step=5) + ",0.5,0.75,",
+             ids0.format(lr="0.3", seed=1, step=0) + ",2.0,0.5,",
+             ids0.format(lr="0.3", seed=1, step=5) + ",0.25,0.625,",
+             ids1.format(lr="0.1", seed=0, step=0) + ",1.0,0.5,0.1",
+             ids1.format(lr="0.1", seed=0, step=5) + ",0.125,0.875,0.2"]
+    assert text == "\n".join(lines) + "\n"  # \n endings, float32 text 0.1 (not 0.100000001)
+    assert _csv_text(tmp_path, []) == head + "\n"
+
+
+def test_frame_fills_batches_into_typed_columns_with_the_tables_categories():
+    cols = ["dataset", "batch_size", "shortcut_init", "n_train", "seed", "run", "lr", "val_acc"]
+    frame = results._Frame(cols, 3, {"dataset": ["xor", "moons"], "variant": [],
+                                     "shortcut_init": ["zeros"], "optimizer": [], "loss_fn": [],
+                                     "batch_size": ["full", "16", "2"], "activation": []})
+
+    def batch(dataset, batch_size, init, n_train, seed, run, lr, acc):
+        return pa.record_batch({
+            "dataset": pa.array(dataset).dictionary_encode(),
+            "batch_size": pa.array(batch_size).dictionary_encode(),
+            "shortcut_init": pa.array(init, pa.string()).dictionary_encode(),
+            "n_train": pa.array(n_train, pa.int64()), "seed": pa.array(seed, pa.int64()),
+            "run": pa.array(run, pa.int64()), "lr": pa.array(lr, pa.float64()),
+            "val_acc": pa.array(acc, pa.float32())})
+
+    frame.fill(batch(["xor", "moons"], ["full", "2"], [None, "zeros"], [None, 100], [0, 1],
+                     [5, 6], [0.1, 0.3], [0.5, None]))
+    with pytest.raises(RuntimeError) as e:
+        frame.frame()
+    assert str(e.value) == "the table changed while it was read: 2 rows, 3 counted"
+    frame.fill(batch(["moons"], ["16"], ["zeros"], [7], [2], [7], [1.0], [0.25]))
+    df = frame.frame()
+    want = pd.DataFrame({
+        "dataset": pd.Categorical(["xor", "moons", "moons"], categories=["moons", "xor"]),
+        "batch_size": pd.Categorical(["full", "2", "16"], categories=["2", "16", "full"],
+                                     ordered=True),
+        "shortcut_init": pd.Categorical([None, "zeros", "zeros"], categories=["zeros"]),
+        "n_train": pd.array([pd.NA, 100, 7], "Int64"),
+        "seed": np.array([0, 1, 2], np.int64), "run": np.array([5, 6, 7], np.int64),
+        "lr": [0.1, 0.3, 1.0], "val_acc": [0.5, np.nan, 0.25]})
+    pd.testing.assert_frame_equal(df, want)
+    assert not df["dataset"].cat.ordered
+
+
+def _want_frame():
+    """load(folder) of _folder by hand."""
+    nan = np.nan
+    n = 7
+    want = pd.DataFrame({
+        "dataset": pd.Categorical(["xor"] * n, categories=["xor"]),
+        "data_seed": np.full(n, 3, np.int64),
+        "n_train": pd.array([pd.NA] * 4 + [200, 200, pd.NA], "Int64"),
+        "d": pd.array([2] * n, "Int64"),
+        "noise": np.full(n, 0.05),
+        "linear_weight": [nan] * 4 + [0.5, 0.5, nan],
+        "teacher_width": pd.array([pd.NA] * n, "Int64"),
+        "teacher_shortcut": np.full(n, nan),
+        "variant": pd.Categorical(["plain"] * 4 + ["shortcut"] * 2 + ["plain"],
+                                  categories=["plain", "shortcut"]),
+        "width": np.full(n, 4, np.int64),
+        "shortcut_init": pd.Categorical([None] * 4 + ["zeros"] * 2 + [None],
+                                        categories=["zeros"]),
+        "lr": [0.1, 0.1, 0.3, 0.3, 0.1, 0.1, 1.0],
+        "seed": np.array([0, 0, 1, 1, 0, 0, 7], np.int64),
+        "optimizer": pd.Categorical(["sgd"] * n), "loss_fn": pd.Categorical(["mse"] * n),
+        "batch_size": pd.Categorical(["16"] * 4 + ["full"] * 2 + ["2"],
+                                     categories=["2", "16", "full"], ordered=True),
+        "depth": np.ones(n, np.int64), "activation": pd.Categorical(["relu"] * n),
+        "step": np.array([0, 5, 0, 5, 0, 5, 0], np.int64),
+        "run": np.array([0, 0, 1, 1, 2, 2, 3], np.int64),
+        "train_loss": [1.0, 0.5, 2.0, 0.25, 1.0, 0.125, 3.0],
+        "val_acc": [0.5, 0.75, 0.5, 0.625, 0.5, 0.875, 0.25],
+        "grad_norm_W": [nan] * 4 + [float(f32(0.1)), float(f32(0.2)), nan]})
+    return want
+
+
+def test_load_of_a_hand_made_folder_equals_the_frame_by_hand(tmp_path):
+    folder = _folder(tmp_path / "f")
+    pd.testing.assert_frame_equal(results.load(folder), _want_frame())
+    assert results.columns_of(folder) == [*ID_COLUMNS, "run", *METRICS]
+
+
+def test_load_reads_the_columns_and_rows_asked_for(tmp_path):
+    folder = _folder(tmp_path / "f")
+    want = _want_frame()
+    got = results.load(folder, columns=["val_acc", "lr"], variant="plain", step=[5])
+    pd.testing.assert_frame_equal(
+        got, want.loc[[1, 3], ["lr", "val_acc"]].reset_index(drop=True))
+    got = results.load(folder, columns="run", lr=0.1, batch_size=["full", "16"])
+    pd.testing.assert_frame_equal(got, want.loc[[0, 1, 4, 5], ["run"]].reset_index(drop=True))
+    got = results.load(folder, columns=["seed"], shortcut_init="zeros")
+    pd.testing.assert_frame_equal(got, want.loc[[4, 5], ["seed"]].reset_index(drop=True))
+    with pytest.raises(ValueError) as e:
+        results.load(folder, lr=[0.1, 0.2])
+    assert str(e.value) == "lr=0.2: no such value in this sweep; expected one of [0.1, 0.3, 1.0]"
+    with pytest.raises(ValueError) as e:
+        results.load(folder, seed="x")
+    assert str(e.value) == "seed='x': expected values of type int64"
+    with pytest.raises(ValueError, match=r"^bogus: no such column"):
+        results.load(folder, bogus=1)
+    # a value only in rows the other selectors leave out is no error: an empty frame
+    assert results.load(folder, variant="shortcut", seed=7).shape == (0, len(want.columns))
+
+
+def test_columns_of_an_older_csv_folder_puts_run_after_the_ids(tmp_path):
+    header = ",".join([*ID_COLUMNS, "train_loss", "val_acc"])
+    folder = _folder(tmp_path / "old", old_csv=header + "\n")
+    assert results.columns_of(folder) == [*ID_COLUMNS, "run", "train_loss", "val_acc"]
+
+
+def test_params_rows_finds_each_rows_group_and_place():
+    groups = {KEY_DEFAULTS[:11] + (None, None) + KEY_DEFAULTS[13:]: [
+        ("g0", pd.MultiIndex.from_arrays([[0.5, 0.5, 0.1], [0, 1, 0]])),
+        ("g1", pd.MultiIndex.from_arrays([[0.5], [2]]))]}
+    rows = table([{"seed": s, "lr": lr} for lr, s in ((0.5, 2), (0.1, 0), (0.5, 1))])
+    group_of, row_of = results._params_rows(groups, rows)
+    assert group_of.tolist() == ["g1", "g0", "g0"] and row_of.tolist() == [0, 2, 1]
+    rows = table([{"seed": 0}, {"seed": 9, "width": 8}])
+    with pytest.raises(ValueError) as e:
+        results._params_rows(groups, rows)
+    assert str(e.value).startswith("rows: params.npz holds no run {'dataset': 'xor', ")
+    assert "'width': 8, " in str(e.value) and "'seed': 9, " in str(e.value)
+    assert str(e.value).endswith("}; expected rows of load(folder) of the same folder")
+    with pytest.raises(ValueError, match=r"'seed': 3, "):
+        results._params_rows(groups, table([{"seed": 3}]))
