@@ -4,14 +4,17 @@ each compared with hand-written values."""
 
 import io
 import json
+import types
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import scipy.optimize
+import scipy.stats
 
-from shortcut_jax import results
+from shortcut_jax import report, results, stats
 from shortcut_jax.results import ID_COLUMNS
 from tests.tables import table
 
@@ -355,3 +358,242 @@ def test_params_rows_finds_each_rows_group_and_place():
     assert str(e.value).endswith("}; expected rows of load(folder) of the same folder")
     with pytest.raises(ValueError, match=r"'seed': 3, "):
         results._params_rows(groups, table([{"seed": 3}]))
+
+
+# --- report.py: tables and sections from hand-made rows ----------------------------------------
+
+def _t(values, confidence=0.95):
+    """mean, lo, hi of a Student-t interval by hand (scipy's quantile)."""
+    v = np.asarray(values, float)
+    half = scipy.stats.t.ppf(0.5 + confidence / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size)
+    return v.mean(), v.mean() - half, v.mean() + half
+
+
+def test_varied_axes_are_those_of_one_datasets_shortcut_runs():
+    rows = [{"dataset": ds, "variant": "shortcut", "shortcut_init": "zeros", "d": d, "width": w}
+            for ds, d in (("xor", 2), ("moons", 3)) for w in (4, 8)]
+    rows += [{"variant": "plain", "noise": n} for n in (0.1, 0.2)]  # plain runs: not counted
+    assert report.varied_axes(table(rows)) == ["width"]
+    rows += [{"dataset": "xor", "variant": "shortcut", "shortcut_init": "zeros", "d": 5}]
+    assert report.varied_axes(table(rows)) == ["width", "d"]
+    assert report.varied_axes(table(rows[:4:2])) == []  # d between data sets only
+
+
+def test_markdown_table_by_hand():
+    frame = pd.DataFrame({"a": [1, 2], "b c": ["x", None]})
+    assert report._table(frame) == "| a | b c |\n|---|---|\n| 1 | x |\n| 2 | nan |"
+    assert report._table(frame.iloc[:0]) == "| a | b c |\n|---|---|"
+
+
+def _paired_table():
+    return pd.DataFrame({"dataset": ["xor", "xor"], "width": [4, 8], "noise": [0.05, np.nan],
+                         "diff_mean": [0.012345, -0.5], "diff_lo": [0.01, np.nan],
+                         "diff_hi": [0.02, np.nan], "p_ttest": [0.0123456, np.nan],
+                         "p_wilcoxon": [np.nan, 0.5], "p_ttest_holm": [0.0246912, np.nan],
+                         "p_wilcoxon_holm": [np.nan, 1.0], "detectable": [0.0031234, np.nan],
+                         "win_rate": [0.875, 1 / 3], "n_used": [8, 3]})
+
+
+def test_paired_rows_by_hand():
+    out = report._paired_rows(_paired_table(), ["width", "noise"])
+    want = pd.DataFrame({
+        "setting": ["xor width=4 noise=0.05", "xor width=8"],
+        "difference [CI]": ["0.0123 [0.0100, 0.0200]", "-0.5000"],
+        "p (t test)": ["0.0123", "–"], "p (Wilcoxon)": ["–", "0.5"],
+        "Holm p (t)": ["0.0247", "–"], "Holm p (Wilcoxon)": ["–", "1"],
+        "detectable (80% power)": ["0.0031", "–"], "shortcut win rate": ["0.88", "0.33"],
+        "pairs": [8, 3]})
+    pd.testing.assert_frame_equal(out, want)
+    out = report._paired_rows(_paired_table(), ["width"], digits=2, variant="residual")
+    assert out["difference [CI]"].tolist() == ["0.01 [0.01, 0.02]", "-0.50"]
+    assert out["detectable (80% power)"].tolist() == ["0.00", "–"]
+    assert list(out.columns)[7] == "residual win rate"
+
+
+def test_with_matched_sets_the_plain_lrs_difference_beside_each_row():
+    t = _paired_table().assign(variant="shortcut", lr=[1.0, 0.3])
+    matched = pd.DataFrame({"dataset": ["xor", "xor"], "width": [8, 4], "lr": [0.1, 0.03],
+                            "variant": ["shortcut", "shortcut"], "diff_mean": [0.25, -0.125],
+                            "diff_lo": [0.125, np.nan], "diff_hi": [0.5, np.nan],
+                            "p_wilcoxon_holm": [0.0421, np.nan], "seed_count": [3, 8]})
+    out = report._with_matched(t, matched, ["width"])
+    assert out.columns.tolist()[-4:] == ["pairs", "plain's lr", "difference at plain's lr [CI]",
+                                         "Holm p (Wilcoxon), plain's lr"]
+    assert out["plain's lr"].tolist() == ["0.03", "0.1"]
+    assert out["difference at plain's lr [CI]"].tolist() == ["-0.1250", "0.2500 [0.1250, 0.5000]"]
+    assert out["Holm p (Wilcoxon), plain's lr"].tolist() == ["–", "0.0421"]
+    out = report._with_matched(t, matched, ["width"], digits=1)
+    assert out["difference at plain's lr [CI]"].tolist() == ["-0.1", "0.2 [0.1, 0.5]"]
+    assert out["difference [CI]"].tolist() == ["0.0 [0.0, 0.0]", "-0.5"]
+
+
+def test_rows_of_a_spec_matches_text_numbers_and_na():
+    runs = table([{"dataset": "xor", "noise": 0.05}, {"dataset": "xor", "noise": np.nan},
+                  {"dataset": "moons", "noise": 0.05, "n_train": 100},
+                  {"dataset": "xor", "noise": 0.1, "n_train": 100}])
+    assert report._rows_of(runs, {"dataset": "xor", "noise": 0.05}).index.tolist() == [0]
+    assert report._rows_of(runs, {"noise": None}).index.tolist() == [1]
+    assert report._rows_of(runs, {"n_train": 100}).index.tolist() == [2, 3]
+    assert report._rows_of(runs, {"n_train": None}).index.tolist() == []
+    assert report._rows_of(runs, {}).index.tolist() == [0, 1, 2, 3]
+
+
+def _untrained_runs(saturation=True):
+    """One configuration per width (3 seeds unless said), steps 0 and 10: (val_acc, loss at 0,
+    loss at 10, saturated share) per seed."""
+    configs = {
+        2: [(0.9, 1.0, 0.2, 0.1), (0.95, 1.0, 0.3, 0.0), (1.0, 1.0, 0.1, 0.0)],  # fine
+        4: [(0.7, 1.0, 0.2, 0.0), (0.75, 1.0, 0.2, 0.0), (0.8, 1.0, 0.2, 0.0)],  # at chance
+        8: [(0.9, 0.5, 0.7, 0.0), (0.95, 0.5, 0.7, 0.0), (1.0, 0.5, 0.7, 0.0)],  # loss rose
+        16: [(0.9, 1.0, np.nan, 0.0), (0.95, 1.0, 0.5, 0.0), (0.95, 1.0, 0.3, 0.0)],  # a NaN
+        32: [(0.95, 1.0, 0.5, 0.99), (0.95, 1.0, 0.5, 0.99)],  # saturated: exactly 0.99
+        64: [(0.95, 1.0, 0.5, 0.98), (0.95, 1.0, 0.5, 0.98)],  # not quite
+        128: [(0.75, 1.0, 0.5, 0.0)],  # one seed at chance
+        256: [(0.9, 1.0, np.inf, 0.0)],  # every run infinite
+        512: [(0.76, 1.0, 0.5, 0.0)],  # one seed, above chance
+    }
+    rows = []
+    for w, seeds in configs.items():
+        for s, (acc, start, end, sat) in enumerate(seeds):
+            for step, loss in ((0, start), (10, end)):
+                rows.append({"width": w, "seed": s, "step": step, "train_loss": loss,
+                             "val_acc": acc if step else 0.5,
+                             **({"saturated_frac": sat} if saturation else {})})
+    return table(rows)
+
+
+DATA = [({"dataset": "xor"}, types.SimpleNamespace(Y_val=np.array([1.0, 0.0, 0.0, 0.0])), "xor")]
+
+
+def test_untrained_finds_each_kind_of_failure_by_hand():
+    bad = report.untrained(_untrained_runs(), DATA)
+    assert bad.columns.tolist() == [*stats.CONFIG_KEYS, "n_seeds", "val_acc_mean", "val_acc_lo",
+                                    "val_acc_hi", "chance", "loss_start", "loss_end",
+                                    "n_nonfinite", "saturated_frac", "problem", "cause"]
+    assert bad["width"].tolist() == [4, 8, 16, 32, 128, 256]
+    assert bad["n_seeds"].tolist() == [3, 3, 3, 2, 1, 1]
+    assert bad["n_nonfinite"].tolist() == [0, 0, 1, 0, 0, 1]
+    assert bad["chance"].tolist() == [0.75] * 6  # the majority class: 3 of 4 are 0
+    assert bad["loss_start"].tolist() == [1.0, 0.5, 1.0, 1.0, 1.0, 1.0]
+    np.testing.assert_allclose(bad["loss_end"], [0.2, 0.7, 0.4, 0.5, 0.5, np.nan], rtol=1e-12)
+    np.testing.assert_allclose(bad["saturated_frac"], [0, 0, 0, 0.99, 0, np.nan], rtol=1e-12)
+    m4, lo4, hi4 = _t([0.7, 0.75, 0.8])
+    np.testing.assert_allclose(bad["val_acc_mean"], [m4, 0.95, 0.95, 0.95, 0.75, np.nan],
+                               rtol=1e-12)
+    _, lo8, _ = _t([0.9, 0.95, 1.0])
+    np.testing.assert_allclose(bad["val_acc_lo"], [lo4, lo8, 0.95, 0.95, np.nan, np.nan],
+                               rtol=1e-12)
+    np.testing.assert_allclose(bad["val_acc_hi"], [hi4, 1.0, 0.95, 0.95, np.nan, np.nan],
+                               rtol=1e-12)  # fractions: the interval ends at 1
+    assert bad["problem"].tolist() == [
+        f"validation accuracy {m4:.3f} [{lo4:.3f}, {hi4:.3f}] not above chance (0.750)",
+        "training loss rose (0.5 → 0.7)",
+        "1 of 3 runs ended with NaN or inf",
+        "outputs saturated (99% of the training examples)",
+        "validation accuracy 0.750 not above chance (0.750)",
+        "1 of 1 runs ended with NaN or inf; validation accuracy nan not above chance (0.750)"]
+    high = "learning rate too high"
+    assert bad["cause"].tolist() == [
+        "too few steps or too small a learning rate, or a task this network cannot fit", high,
+        high, high + ": the outputs saturated, their gradients vanished",
+        "too few steps or too small a learning rate, or a task this network cannot fit", high]
+    bad = report.untrained(_untrained_runs(saturation=False), DATA, confidence=0.5)
+    assert bad["width"].tolist() == [4, 8, 16, 128, 256]
+    assert bad["saturated_frac"].isna().all()
+    _, lo, hi = _t([0.7, 0.75, 0.8], 0.5)
+    assert bad["val_acc_lo"].iloc[0] == pytest.approx(lo, rel=1e-12)
+    assert bad["val_acc_hi"].iloc[0] == pytest.approx(hi, rel=1e-12)
+    # no data: chance NaN, no accuracy is at chance
+    assert report.untrained(_untrained_runs(), [])["width"].tolist() == [8, 16, 32, 256]
+    assert report.untrained(_untrained_runs()[lambda d: d["width"] == 2], DATA).empty
+
+
+def test_untrained_column_and_section_by_hand():
+    runs = _untrained_runs()
+    bad = report.untrained(runs, DATA)
+    t = stats.final(runs)[lambda d: d["seed"] == 0][stats.CONFIG_KEYS].reset_index(drop=True)
+    col = report._untrained_column(t, bad)
+    assert col == ["", bad["problem"].iloc[0], bad["problem"].iloc[1], bad["problem"].iloc[2],
+                   bad["problem"].iloc[3], "", bad["problem"].iloc[4], bad["problem"].iloc[5],
+                   ""]
+    two = bad.iloc[[1, 3]].assign(variant=["plain", "shortcut"], shortcut_init=[None, "zeros"])
+    s = report._untrained_section(two, 12, ["dataset", "width", "noise"], 0.9)
+    assert s[:2] == ["## Runs that did not train", ""]
+    assert s[2] == (
+        "2 of 12 configurations did not train: a final validation accuracy not above chance "
+        "(the majority class's share of the validation split, against its 90% interval), a "
+        "training loss that rose, runs that ended with NaN or inf, or outputs saturated (at "
+        "least 99% of the training examples with ŷ(1 − ŷ) < 0.001). They are marked ⚠ in the "
+        "tables (summary.csv and selected.csv: the column did_not_train). Learning rates are "
+        "chosen on validation accuracy as before: a configuration marked in the selected tables "
+        "is one where no other learning rate did better.")
+    assert s[3:] == ["", "\n".join([
+        "| setting | variant | h | lr | seeds | what went wrong | likely cause |",
+        "|---|---|---|---|---|---|---|",
+        "| xor noise=0.05 | plain | 8 | 0.5 | 3 | training loss rose (0.5 → 0.7) | learning rate "
+        "too high |",
+        "| xor noise=0.05 | shortcut (zeros) | 32 | 0.5 | 2 | outputs saturated (99% of the "
+        "training examples) | learning rate too high: the outputs saturated, their gradients "
+        "vanished |"]), ""]
+
+
+def test_linear_loss_equals_a_logistic_fit_by_scipy():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2))
+    Y = (rng.random(40) < 1 / (1 + np.exp(-X @ [1.0, -0.5]))).astype(float)  # overlapping
+
+    def loss(p):
+        z = X @ p[:2] + p[2]
+        return np.mean(Y * np.logaddexp(0, -z) + (1 - Y) * np.logaddexp(0, z))
+
+    def grad(p):
+        r = 1 / (1 + np.exp(-(X @ p[:2] + p[2]))) - Y
+        return np.append(X.T @ r, r.sum()) / len(Y)
+
+    best = scipy.optimize.minimize(loss, np.zeros(3), jac=grad, method="BFGS",
+                                   options={"gtol": 1e-12})
+    assert best.fun < np.log(2) - 0.01  # a finite optimum, not at z = 0
+    assert report.linear_loss(X, Y) == pytest.approx(best.fun, rel=1e-8)
+
+
+def test_linear_bound_table_and_section_by_hand(monkeypatch):
+    monkeypatch.setattr(report, "linear_loss", lambda X, Y: float(np.sum(X)))  # 0.5 and 2.0
+    rows = [{"variant": v, "shortcut_init": i, "loss_fn": f, "seed": s, "step": step,
+             "train_loss": loss + (1.0 if step == 0 else 0.0), "grad_norm": g}
+            for v, i, f, s, loss, g in (("shortcut", "zeros", "bce", 0, 0.500004, 0.1),
+                                        ("shortcut", "zeros", "bce", 1, 0.500006, 0.25),
+                                        ("shortcut", "zeros", "bce", 2, 0.75, 0.125),
+                                        ("plain", None, "bce", 0, 9.0, 1.0),
+                                        ("shortcut", "zeros", "mse", 0, 9.0, 1.0))
+            for step in (0, 10)]
+    rows += [{"dataset": "moons", "variant": "shortcut", "shortcut_init": "zeros",
+              "loss_fn": "bce", "seed": 0, "step": 10, "train_loss": 1.0, "grad_norm": 0.5}]
+    runs = table(rows)
+    data = [({"dataset": "xor"}, types.SimpleNamespace(X_train=np.array([0.5]), Y_train=None),
+             "xor-a"),
+            ({"dataset": "moons"}, types.SimpleNamespace(X_train=np.array([2.0]), Y_train=None),
+             "moons"),
+            ({"dataset": "spirals"}, None, "spirals")]
+    t = report.linear_bound_table(data, runs)
+    assert t.columns.tolist() == [*stats.RUN_KEYS, "train_loss", "grad_norm", "data_set",
+                                  "linear_loss", "above"]
+    assert t["seed"].tolist() == [0, 1, 2, 0] and t["data_set"].tolist() == ["xor-a"] * 3 + [
+        "moons"]
+    assert t["above"].tolist() == [False, True, True, False]
+    assert t["linear_loss"].tolist() == [0.5, 0.5, 0.5, 2.0]
+    assert t["grad_norm"].tolist() == [0.1, 0.25, 0.125, 0.5]
+    assert report.linear_bound_table(data[2:], runs).empty
+    monkeypatch.setattr(report, "linear_loss", lambda X, Y: None)
+    assert report.linear_bound_table(data, runs) is None
+    s = report._linear_bound_section(t, ["dataset", "width"])
+    assert s[0] == "## Shamir's bound: the shortcut network against the best linear predictor"
+    assert "(by more than 1e-05 relative)" in s[2]
+    assert s[3:] == ["", "\n".join([
+        "| data set | logistic regression train loss | shortcut runs (bce) | above the bound | "
+        "their train loss (max) |", "|---|---|---|---|---|",
+        "| moons | 2 | 1 | 0 | – |", "| xor-a | 0.5 | 3 | 2 | 0.75 |"]), "",
+        "Runs above the bound (2, the 20 highest):", "", "\n".join([
+            "| run | train loss | linear bound | gradient norm |", "|---|---|---|---|",
+            "| xor width=4 lr=0.5 seed 2 | 0.75 | 0.5 | 0.125 |",
+            "| xor width=4 lr=0.5 seed 1 | 0.5 | 0.5 | 0.25 |"]), ""]
+    assert report._linear_bound_section(t[~t["above"]], [])[5:] == [""]
