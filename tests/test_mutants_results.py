@@ -597,3 +597,171 @@ def test_linear_bound_table_and_section_by_hand(monkeypatch):
             "| xor width=4 lr=0.5 seed 2 | 0.75 | 0.5 | 0.125 |",
             "| xor width=4 lr=0.5 seed 1 | 0.5 | 0.5 | 0.25 |"]), ""]
     assert report._linear_bound_section(t[~t["above"]], [])[5:] == [""]
+
+
+# --- written after the first mutmut run, for its survivors --------------------------------------
+
+def test_chunk_table_types_columns_whatever_the_values_types():
+    columns = {**BASE, "noise": 0, "linear_weight": 1, "batch_size": 16}
+    t = results._chunk_table(columns, [1, 2], np.array([5, 6], np.int32), 5,
+                             {"val_acc": f32([[0.5], [0.25]])}, 0)
+    types = {f.name: f.type for f in t.schema}
+    assert types["lr"] == pa.float64() and t.column("lr").to_pylist() == [1.0, 2.0]
+    assert types["seed"] == pa.int64() and t.column("seed").to_pylist() == [5, 6]
+    assert types["noise"] == pa.float64() and types["linear_weight"] == pa.float64()
+    assert t.column("batch_size").to_pylist() == ["16", "16"]
+
+
+def test_differences_keep_a_keys_own_letters():
+    assert results._differences({"X": 1}, {"X": 2}) == [("X", 1, 2)]
+    assert results._differences({"a": {"X.": 1}}, {"a": {"X.": 2}}) == [("a.X", 1, 2)]
+
+
+def test_missing_values_are_listed_in_text_order_and_selectors_combine():
+    with pytest.raises(ValueError, match=r"expected one of \[10, 9\]$"):
+        results._name_missing({"width": [9, 10]}.get, {"width": 11})
+    df = table([{"run": r, "width": w, "variant": v, "lr": lr, "step": 10}
+                for r, (w, v, lr) in enumerate([(9, "plain", 0.1), (10, "shortcut", 0.1),
+                                                (10, "shortcut", 0.3)])])
+    with pytest.raises(ValueError, match=r"expected one of \[10, 9\]$"):
+        results.final_rows(df, width=11)
+    assert results.final_rows(df, variant="shortcut", lr=0.1)["run"].tolist() == [1]
+    assert results.final_rows(df, lr=0.1, variant="shortcut")["run"].tolist() == [1]
+
+
+def test_params_rows_tells_configurations_apart_in_any_row_order():
+    def key(width=4.0, activation="relu"):
+        k = list(KEY_DEFAULTS)
+        k[9], k[11], k[12], k[17] = width, None, None, activation
+        return tuple(k)
+
+    groups = {key(): [("a", pd.MultiIndex.from_arrays([[0.5, 0.5], [0, 1]]))],
+              key(width=8.0): [("b", pd.MultiIndex.from_arrays([[0.5], [0]]))],
+              key(activation="tanh"): [("c", pd.MultiIndex.from_arrays([[0.5, 0.5], [1, 0]]))]}
+    rows = table([{"width": 8, "seed": 0}, {"seed": 1}, {"activation": "tanh", "seed": 0},
+                  {"seed": 0}, {"activation": "tanh", "seed": 1}])
+    group_of, row_of = results._params_rows(groups, rows)
+    assert group_of.tolist() == ["b", "a", "c", "a", "c"]
+    assert row_of.tolist() == [0, 1, 1, 0, 0]
+    with pytest.raises(ValueError, match=r"'depth': 1, 'activation': 'relu'\}; expected rows"):
+        results._params_rows(groups, table([{"seed": 3}]))
+
+
+def test_write_csv_of_a_file_with_one_row(tmp_path):
+    text = _csv_text(tmp_path, ["c2.parquet"])
+    assert text.splitlines()[1:] == ["xor,3,,2,0.05,,,,plain,4,,1.0,7,sgd,mse,2,1,relu,0,3.0,0.25,"]
+
+
+def test_load_selects_a_name_given_as_a_number(tmp_path):
+    folder = _folder(tmp_path / "f")
+    got = results.load(folder, columns=["run", "step"], batch_size=16)
+    pd.testing.assert_frame_equal(got, _want_frame().loc[[0, 1, 2, 3], ["step", "run"]])
+
+
+OLD_CSV = """dataset,data_seed,n_train,d,noise,linear_weight,teacher_width,teacher_shortcut,\
+variant,width,shortcut_init,lr,seed,optimizer,loss_fn,batch_size,step,train_loss,val_acc
+xor,0,,2,0.05,,,,plain,4,,0.1,0,sgd,mse,full,0,1.0,0.5
+xor,0,,2,0.05,,,,plain,4,,0.1,0,sgd,mse,full,5,0.5,0.75
+xor,0,,2,0.05,,,,shortcut,4,zeros,0.1,0,sgd,mse,full,0,1.0,0.5
+xor,0,,2,0.05,,,,shortcut,4,zeros,0.1,0,sgd,mse,full,5,0.25,nan
+"""
+
+
+def test_load_of_an_older_csv_folder_with_columns_and_selectors(tmp_path):
+    folder = _folder(tmp_path / "old", old_csv=OLD_CSV)
+    got = results.load(folder, columns=["val_acc", "run"], variant="shortcut")
+    pd.testing.assert_frame_equal(got, pd.DataFrame({"run": np.array([1, 1], np.int64),
+                                                     "val_acc": [0.5, np.nan]}))
+    got = results.load(folder, columns="depth")
+    pd.testing.assert_frame_equal(got, pd.DataFrame({"depth": np.ones(4, np.int64)}))
+    with pytest.raises(ValueError, match=r"^variant='res': no such value"):
+        results.load(folder, variant="res")
+
+
+def test_columns_of_an_unreadable_csv_names_it(tmp_path):
+    folder = _folder(tmp_path / "old", old_csv="")
+    with pytest.raises(ValueError) as e:
+        results.columns_of(folder)
+    assert str(e.value).startswith(f"folder: {folder / 'results.csv'} cannot be read (")
+
+
+def test_linear_bound_section_word_for_word_and_at_most_20_runs():
+    t = table([{"seed": s, "train_loss": 1.0 + s / 100, "grad_norm": 0.5} for s in range(21)])
+    t = t.assign(data_set="xor", linear_loss=0.5, above=True)
+    s = report._linear_bound_section(t, ["dataset"])
+    assert s[1:3] == ["", (
+        "Shamir (2018, \"Are ResNets provably better than linear predictors?\"): with the "
+        "shortcut from input to output and the cross-entropy, no local minimum has a higher "
+        "training loss than unregularised logistic regression on the same training split "
+        "(scikit-learn, penalty=None). A run above it (by more than 1e-05 relative) has not "
+        "reached a local minimum; its gradient norm says how far it is.")]
+    assert s[6] == "Runs above the bound (21, the 20 highest):"
+    lines = s[8].splitlines()
+    assert len(lines) == 22 and lines[2] == "| xor lr=0.5 seed 20 | 1.2 | 0.5 | 0.5 |"
+    assert lines[-1] == "| xor lr=0.5 seed 1 | 1.01 | 0.5 | 0.5 |"
+
+
+def test_rows_of_with_a_missing_value_after_another_key():
+    runs = table([{"dataset": "xor", "noise": np.nan}, {"dataset": "moons", "noise": 0.1}])
+    assert report._rows_of(runs, {"dataset": "moons", "noise": None}).empty
+
+
+def test_untrained_column_matches_keys_whatever_their_missing_value():
+    keys = stats.CONFIG_KEYS
+    t = table([{"width": 4}, {"width": 8}])[keys]  # NA as NaN, pd.NA and None
+    bad = pd.DataFrame([{**{c: t[c].iloc[1] for c in keys}, "problem": "p"}])
+    bad = bad.astype(object).where(bad.notna(), None)  # NA as None
+    assert report._untrained_column(t, bad) == ["", "p"]
+
+
+def test_with_matched_leaves_a_row_without_its_plain_lr_blank():
+    t = _paired_table().assign(variant="shortcut", lr=[1.0, 0.3])
+    matched = pd.DataFrame({"dataset": ["xor"], "width": [8], "lr": [0.1],
+                            "variant": ["shortcut"], "diff_mean": [0.25], "diff_lo": [0.125],
+                            "diff_hi": [0.5], "p_wilcoxon_holm": [0.0421]})
+    out = report._with_matched(t, matched, ["width"])
+    assert out["plain's lr"].tolist() == ["nan", "0.1"]
+    assert out["difference at plain's lr [CI]"].tolist() == ["nan", "0.2500 [0.1250, 0.5000]"]
+
+
+def test_linear_bound_table_in_data_order_at_the_margin(monkeypatch):
+    monkeypatch.setattr(report, "linear_loss", lambda X, Y: float(np.sum(X) + np.sum(Y)))
+    at = 0.5 * (1 + report.LINEAR_BOUND_RTOL)  # exactly at the margin: not above
+    rows = [{"dataset": ds, "variant": "shortcut", "shortcut_init": "zeros", "loss_fn": "bce",
+             "seed": s, "step": 10, "train_loss": loss, "grad_norm": 0.5}
+            for ds, s, loss in (("moons", 0, 1.0), ("xor", 0, at), ("xor", 1, 0.75))]
+    rows.insert(0, {"variant": "plain", "seed": 3, "step": 10})
+    data = [({"dataset": "spirals"}, None, "spirals"),
+            ({"dataset": "xor"}, types.SimpleNamespace(X_train=np.array([0.25]),
+                                                       Y_train=np.array([0.25])), "xor"),
+            ({"dataset": "moons"}, types.SimpleNamespace(X_train=np.array([0.5]),
+                                                         Y_train=np.array([0.5])), "moons")]
+    t = report.linear_bound_table(data, table(rows))
+    assert t.index.tolist() == [0, 1, 2]
+    assert t["data_set"].tolist() == ["xor", "xor", "moons"]
+    assert t["above"].tolist() == [False, True, False]
+
+
+def test_untrained_at_the_edges_sorted_and_with_two_variants():
+    rows = []
+    configs = {  # width: (variant, per seed (val_acc, loss at 0, loss at 10))
+        8: ("plain", [(0.95, 0.5, 0.5), (0.95, 0.5, 0.5)]),  # loss the same: did not rise
+        4: ("shortcut", [(0.7, 1.0, 0.5), (0.82, 1.0, 0.5)]),  # mean 0.76, interval under
+        2: ("plain", [(0.75, 1.0, 0.5), (0.75, 1.0, 0.5)]),  # interval [0.75, 0.75] at chance
+        16: ("shortcut", [(0.95, 1.0, 0.5), (0.95, 1.0, 0.5)])}  # fine
+    for w, (v, seeds) in configs.items():
+        for s, (acc, start, end) in enumerate(seeds):
+            for step, loss in ((0, start), (10, end)):
+                rows.append({"width": w, "variant": v, "seed": s, "step": step,
+                             "shortcut_init": "zeros" if v == "shortcut" else None,
+                             "train_loss": loss, "val_acc": acc})
+    bad = report.untrained(table(rows), DATA)
+    assert bad["width"].tolist() == [2, 4]  # sorted: plain before shortcut, then by width
+    assert bad["problem"].tolist()[0] == ("validation accuracy 0.750 [0.750, 0.750] not above "
+                                          "chance (0.750)")
+    _, lo, hi = _t([0.7, 0.82])
+    assert lo < 0 and hi > 1  # two seeds: the interval is all of [0, 1]
+    assert bad["problem"].tolist()[1] == ("validation accuracy 0.760 [0.000, 1.000] not above "
+                                          "chance (0.750)")
+    none = report.untrained(table(rows)[lambda d: d["width"] == 16], DATA)
+    assert none.empty and none.columns.tolist() == bad.columns.tolist()
