@@ -2,8 +2,10 @@
 MUTATION.md): hand-made rows, Parquet files and folders in tmp_path (no sweep, nothing compiles),
 each compared with hand-written values."""
 
+import hashlib
 import io
 import json
+import os
 import types
 
 import numpy as np
@@ -768,3 +770,91 @@ def test_linear_loss_fits_to_1e_10_in_float64_whatever_the_inputs_dtype():
                                    options={"gtol": 1e-12})
     assert report.linear_loss(X, Y) == pytest.approx(best.fun, rel=1e-10)
     assert report.linear_loss(X32, Y.astype(np.float32)) == pytest.approx(best.fun, rel=1e-10)
+
+
+# --- written after the run of the functions the fast tests also reach: folder checks ----------
+
+RERUN = "rerun the command that wrote the folder to rebuild it from the chunks"
+
+
+def _sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_folder_not_a_sweep_unfinished_or_without_parquet_is_named(tmp_path):
+    empty = tmp_path / "e"
+    empty.mkdir()
+    with pytest.raises(ValueError) as e:
+        results.load(empty)
+    assert str(e.value) == (f"folder: {empty} is not a sweep folder (no config.json); expected a "
+                            "folder written by run_sweep, `shortcut-jax sweep` or `compare`")
+    (empty / "config.json").write_text("{}")
+    with pytest.raises(ValueError) as e:
+        results.columns_of(empty)
+    assert str(e.value) == (f"folder: {empty} is an unfinished sweep (no results.csv); rerun the "
+                            "command that started it to finish it")
+    folder = _folder(tmp_path / "f")
+    with pytest.raises(ValueError, match=r"unfinished sweep \(no params\.npz\)"):
+        results._finished(folder)  # by default params.npz too
+    assert results._finished(folder, table_only=True).path == folder
+    old = _folder(tmp_path / "old", old_csv=OLD_CSV)
+    with pytest.raises(ValueError) as e:
+        results._table(results.RunFolder(old))
+    assert str(e.value) == (f"folder: {old} has no Parquet table (table.json); it was written "
+                            "before the kit stored results as Parquet, and its results.csv is "
+                            "the table")
+
+
+def test_checksums_of_the_table_and_its_files_are_checked_per_file_version(tmp_path):
+    folder = _folder(tmp_path / "f")
+    names = ["table.json", "c0.parquet", "c1.parquet", "c2.parquet"]
+    manifest = {n: _sha(folder / n) for n in names}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert results.RunFolder(folder).read_manifest() == manifest
+    assert results.RunFolder(folder).manifest == manifest
+    assert results.RunFolder(folder).timings == {} and results.RunFolder(folder).counts == {}
+    assert len(results.load(folder)) == 7
+    c1 = folder / "c1.parquet"
+    info = c1.stat()
+    c1.write_bytes(c1.read_bytes()[:-1] + b"!")  # the same size, a new time: damaged
+    with pytest.raises(ValueError) as e:
+        results.load(folder)
+    assert str(e.value) == f"folder: {c1} fails its recorded checksum (damaged?); {RERUN}"
+    c1.write_bytes(c1.read_bytes() + b"!")  # another size at the first time: damaged
+    os.utime(c1, ns=(info.st_atime_ns, info.st_mtime_ns))
+    with pytest.raises(ValueError, match="c1.parquet fails its recorded checksum"):
+        results.load(folder)
+    pq.write_table(results._chunk_table(*_chunks()[1]), c1)  # whole again
+    assert len(results.load(folder)) == 7
+    (folder / "c2.parquet").unlink()
+    del manifest["c2.parquet"]  # a file the manifest does not know, missing: named too
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError) as e:
+        results.load(folder)
+    assert str(e.value) == (f"folder: {folder / 'c2.parquet'} fails its recorded checksum "
+                            f"(damaged?); {RERUN}")
+
+
+def test_an_unreadable_table_or_manifest_is_named_with_what_to_do(tmp_path):
+    folder = _folder(tmp_path / "f")
+    (folder / "table.json").write_text("{")
+    with pytest.raises(ValueError) as e:
+        results.load(folder)
+    assert str(e.value).startswith(f"folder: {folder / 'table.json'} cannot be read (")
+    assert str(e.value).endswith(f"): {RERUN}")
+    path = folder / "manifest.json"
+    path.write_text("[")
+    with pytest.raises(ValueError) as e:
+        results.RunFolder(folder).read_manifest()
+    assert str(e.value).startswith(f"folder: {path} cannot be read (")
+    assert str(e.value).endswith("): it was cut short or edited; rerun the command that wrote "
+                                 "the folder: it checks every chunk and rebuilds the manifest")
+    for held in ([], {"a": 1}, {"a": "x", "b": None}):
+        path.write_text(json.dumps(held))
+        with pytest.raises(ValueError) as e:
+            results.RunFolder(folder).read_manifest()
+        assert str(e.value) == (f"folder: {path} is not a manifest (expected {{file: sha256}}); "
+                                "rerun the command that wrote the folder: it checks every chunk "
+                                "and rebuilds the manifest")
+    path.write_text(json.dumps({}))
+    assert results.RunFolder(folder).read_manifest() == {}
