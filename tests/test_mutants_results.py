@@ -858,3 +858,45 @@ def test_an_unreadable_table_or_manifest_is_named_with_what_to_do(tmp_path):
                                 "and rebuilds the manifest")
     path.write_text(json.dumps({}))
     assert results.RunFolder(folder).read_manifest() == {}
+
+
+OLDER_CSV = """dataset,data_seed,n_train,d,noise,linear_weight,teacher_width,teacher_shortcut,\
+variant,width,shortcut_init,lr,seed,optimizer,loss_fn,batch_size,step,train_loss,val_acc
+xor,0,,2,0.05,,,,plain,4,,0.1,0,sgd,mse,16,0,1.0,
+xor,0,,2,0.05,,,,plain,4,,0.1,0,sgd,mse,16,5,0.5,nan
+xor,0,200,2,0.05,0.5,,,shortcut,4,zeros,0.1,0,sgd,mse,full,0,NaN,0.5
+xor,0,200,2,0.05,0.5,,,shortcut,4,zeros,0.1,0,sgd,mse,2,0,-nan,0.25
+"""
+
+
+def test_load_types_an_older_csv_folder_by_hand(tmp_path):
+    """A folder written before the Parquet table and the network family: no depth or
+    activation column (depth 1, relu), NA as empty text, NaN metrics in the spellings written."""
+    got = results.load(_folder(tmp_path / "old", old_csv=OLDER_CSV))
+    nan, na = np.nan, pd.NA
+    want = pd.DataFrame({
+        "dataset": pd.Categorical(["xor"] * 4), "data_seed": np.zeros(4, np.int64),
+        "n_train": pd.array([na, na, 200, 200], "Int64"), "d": pd.array([2] * 4, "Int64"),
+        "noise": np.full(4, 0.05), "linear_weight": [nan, nan, 0.5, 0.5],
+        "teacher_width": pd.array([na] * 4, "Int64"), "teacher_shortcut": np.full(4, nan),
+        "variant": pd.Categorical(["plain", "plain", "shortcut", "shortcut"]),
+        "width": np.full(4, 4, np.int64),
+        "shortcut_init": pd.Categorical([nan, nan, "zeros", "zeros"], categories=["zeros"]),
+        "lr": np.full(4, 0.1), "seed": np.zeros(4, np.int64),
+        "optimizer": pd.Categorical(["sgd"] * 4), "loss_fn": pd.Categorical(["mse"] * 4),
+        "batch_size": pd.Categorical(["16", "16", "full", "2"], categories=["2", "16", "full"],
+                                     ordered=True),
+        "depth": np.ones(4, np.int64), "activation": pd.Categorical(["relu"] * 4),
+        "step": np.array([0, 5, 0, 0], np.int64), "run": np.array([0, 0, 1, 2], np.int64),
+        "train_loss": [1.0, 0.5, nan, nan], "val_acc": [nan, nan, 0.5, 0.25]})
+    pd.testing.assert_frame_equal(got, want)
+    folder = _folder(tmp_path / "old2", old_csv=OLDER_CSV)
+    got = results.load(folder, columns="run", batch_size="2", variant="shortcut")
+    pd.testing.assert_frame_equal(got, pd.DataFrame({"run": np.array([2], np.int64)}))
+    swapped = "".join(",".join([b, a, *rest]) + "\n"  # data_seed before dataset
+                      for a, b, *rest in (line.split(",") for line in OLDER_CSV.splitlines()))
+    with pytest.raises(ValueError) as e:
+        results.load(_folder(tmp_path / "bad", old_csv=swapped))
+    ids = [c for c in ID_COLUMNS if c not in ("depth", "activation")]
+    assert str(e.value) == (f"folder: {tmp_path / 'bad' / 'results.csv'} cannot be read "
+                            f"(expected the columns {ids} first); {RERUN}")
