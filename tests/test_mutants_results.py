@@ -16,7 +16,7 @@ import pytest
 import scipy.optimize
 import scipy.stats
 
-from shortcut_jax import report, results, stats
+from shortcut_jax import diagnostics, report, results, stats
 from shortcut_jax.results import ID_COLUMNS
 from tests.tables import table
 
@@ -900,3 +900,75 @@ def test_load_types_an_older_csv_folder_by_hand(tmp_path):
     ids = [c for c in ID_COLUMNS if c not in ("depth", "activation")]
     assert str(e.value) == (f"folder: {tmp_path / 'bad' / 'results.csv'} cannot be read "
                             f"(expected the columns {ids} first); {RERUN}")
+
+
+def _census_runs():
+    """A Hessian table by hand: width 2 with 4 seeds, width 8 with 1 (seed 0's values), width 16
+    without a census (NaN: the network family); shortcut rows first."""
+    per = {  # (variant, width): per seed (hess_zero, crit_total, any_total, n_dead,
+        # n_always_active, crit_dead, crit_rescaling), n_params
+        ("shortcut", 2): ([(4, 4, 2, 0, 1, 4, 0), (5, 4, 2, 0, 1, 5, 0), (4, 4, 2, 0, 1, 4, 0),
+                           (5, 4, 2, 0, 1, 5, 0)], 19),
+        ("shortcut", 8): ([(4, 4, 2, 0, 1, 4, 0)], 67),
+        ("plain", 2): ([(6, 5, 3, 1, 0, 4, 1), (6, 5, 3, 1, 0, 4, 1), (7, 5, 3, 2, 0, 4, 1),
+                        (7, 5, 3, 2, 0, 4, 1)], 17),
+        ("plain", 8): ([(6, 5, 3, 1, 0, 4, 1)], 65),
+        ("shortcut", 16): ([(3, np.nan, np.nan, 0, 0, np.nan, np.nan)], 131),
+        ("plain", 16): ([(9, np.nan, np.nan, 0, 0, np.nan, np.nan)], 129)}
+    rows = []
+    for (v, w), (seeds, P) in per.items():
+        for s, (zero, crit, any_, dead, always, c_dead, c_resc) in enumerate(seeds):
+            rows.append({"variant": v, "width": w, "seed": s, "step": 10,
+                         "lr": 1.0 if v == "shortcut" else 0.5,
+                         "shortcut_init": "zeros" if v == "shortcut" else None,
+                         "n_params": P, "hess_zero": float(zero), "crit_total": crit,
+                         "any_total": any_, "n_dead": float(dead), "n_silent": 0.0,
+                         "n_always_active": float(always), "n_duplicated": 0.0,
+                         **{f"crit_{c}": 0.0 for c in diagnostics.CAUSES},
+                         "crit_dead": c_dead, "crit_rescaling": c_resc})
+    return table(rows)
+
+
+def test_the_census_section_word_for_word():
+    s = report._census_section(_census_runs(), ["width"], 0.9)
+    assert s[:2] == ["### Where the near-zero directions come from: a census of the units", ""]
+    assert s[2] == (
+        "Per run at its final parameters (diagnostics.singularity_census, on the training "
+        "inputs): dead units (active on no row: d + 2 zero directions each at any point), "
+        "silent ones (output weight 0), units active on every row (with the shortcut their "
+        "W1 row and b1 trade with W and b2: d + 1 directions at a minimum, d at any point; "
+        "without it d fewer), units duplicating another's activation pattern (exactly, no "
+        "tolerance) and the rescaling symmetry of each live unit (1 at a minimum, none "
+        "elsewhere). Means over runs of the counts; the prediction assumes a minimum, which "
+        "training reaches only approximately, so a rescaling direction counts as near-zero "
+        "only where the gradient is small enough.")
+    assert s[3] == "" and s[5] == ""
+    assert s[4].splitlines() == [
+        "| setting | variant | runs | P | near-zero (measured) | predicted at a minimum | exact "
+        "at any point | runs measured = predicted | dead | silent | always active | duplicated |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| xor width=2 | plain | 4 | 17 | 6.50 | 5.00 | 3.00 | 0% | 1.50 | 0.00 | 0.00 | 0.00 |",
+        "| xor width=8 | plain | 1 | 65 | 6.00 | 5.00 | 3.00 | 0% | 1.00 | 0.00 | 0.00 | 0.00 |",
+        "| xor width=2 | shortcut | 4 | 19 | 4.50 | 4.00 | 2.00 | 50% | 0.00 | 0.00 | 1.00 | "
+        "0.00 |",
+        "| xor width=8 | shortcut | 1 | 67 | 4.00 | 4.00 | 2.00 | 100% | 0.00 | 0.00 | 1.00 | "
+        "0.00 |"]
+    assert s[6:8] == [
+        "Paired difference shortcut − plain (same seed) of the near-zero count, split by "
+        "cause (the predicted counts at a minimum; 'unexplained' = measured − predicted; "
+        "causes that are 0 in every pair left out):", ""]
+
+    def ci(d):  # the 90% t interval of the differences, by hand
+        d = np.asarray(d, float)
+        half = scipy.stats.t.ppf(0.95, d.size - 1) * d.std(ddof=1) / np.sqrt(d.size)
+        return f"{d.mean():.2f} [{d.mean() - half:.2f}, {d.mean() + half:.2f}]"
+
+    assert s[8].splitlines() == [
+        "| setting | near-zero (measured) | dead | rescaling | unexplained |",
+        "|---|---|---|---|---|",
+        f"| xor width=2 | {ci([-2, -1, -3, -2])} | {ci([0, 1, 0, 1])} | -1.00 [-1.00, -1.00] | "
+        f"{ci([-1, 0, -2, -1])} |",
+        "| xor width=8 | -2.00 | 0.00 | -1.00 | -1.00 |"]
+    assert s[9:] == [""]
+    no_census = _census_runs()[lambda d: d["width"] == 16]
+    assert report._census_section(no_census, ["width"], 0.9) == []
