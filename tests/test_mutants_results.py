@@ -925,7 +925,8 @@ def _census_runs():
                          "any_total": any_, "n_dead": float(dead), "n_silent": 0.0,
                          "n_always_active": float(always), "n_duplicated": 0.0,
                          **{f"crit_{c}": 0.0 for c in diagnostics.CAUSES},
-                         "crit_dead": c_dead, "crit_rescaling": c_resc})
+                         "crit_dead": c_dead, "crit_rescaling": c_resc,
+                         "crit_always_active": float(always)})
     return table(rows)
 
 
@@ -964,11 +965,29 @@ def test_the_census_section_word_for_word():
         return f"{d.mean():.2f} [{d.mean() - half:.2f}, {d.mean() + half:.2f}]"
 
     assert s[8].splitlines() == [
-        "| setting | near-zero (measured) | dead | rescaling | unexplained |",
-        "|---|---|---|---|---|",
+        "| setting | near-zero (measured) | dead | rescaling | always active | unexplained |",
+        "|---|---|---|---|---|---|",
         f"| xor width=2 | {ci([-2, -1, -3, -2])} | {ci([0, 1, 0, 1])} | -1.00 [-1.00, -1.00] | "
-        f"{ci([-1, 0, -2, -1])} |",
-        "| xor width=8 | -2.00 | 0.00 | -1.00 | -1.00 |"]
+        f"1.00 [1.00, 1.00] | {ci([-1, 0, -2, -1])} |",
+        "| xor width=8 | -2.00 | 0.00 | -1.00 | 1.00 | -1.00 |"]
     assert s[9:] == [""]
+    same = _census_runs().assign(hess_zero=5.0)  # the measured count the same in every pair
+    view = report._census_section(same, ["width"], 0.9)[8].splitlines()
+    assert view[0] == ("| setting | near-zero (measured) | dead | rescaling | always active | "
+                       "unexplained |")
+    assert view[3].startswith("| xor width=8 | 0.00 | 0.00 | -1.00 | 1.00 | ")
     no_census = _census_runs()[lambda d: d["width"] == 16]
     assert report._census_section(no_census, ["width"], 0.9) == []
+
+
+def test_load_of_a_csv_folder_with_the_network_familys_columns(tmp_path):
+    """Runs that differ only in activation are two runs; a name spelled like a missing value
+    (NA) is a name; metrics written as integers are floats."""
+    head = ",".join([*ID_COLUMNS, "train_loss", "grad_norm"])
+    ids = "NA,0,,2,0.05,,,,plain,4,,0.1,0,sgd,mse,full,1,{act},{step}"
+    lines = [head] + [ids.format(act=a, step=s) + f",1.0,{g}"
+                      for a, s, g in (("relu", 0, 1), ("tanh", 0, 2), ("tanh", 5, 3))]
+    got = results.load(_folder(tmp_path / "old", old_csv="\n".join(lines) + "\n"))
+    assert got["run"].tolist() == [0, 1, 1]
+    assert got["dataset"].tolist() == ["NA"] * 3
+    assert got["grad_norm"].dtype == np.float64 and got["grad_norm"].tolist() == [1.0, 2.0, 3.0]
