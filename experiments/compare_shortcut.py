@@ -1,6 +1,6 @@
 """The headline experiment: does the shortcut help, and why? Plain vs shortcut, paired by seed.
 
-    python experiments/compare_shortcut.py            # ~42 s, 16 CPU-s (2 shared cores, cached)
+    python experiments/compare_shortcut.py            # ~14 s cold, ~10 s warm (2 cores)
     python experiments/compare_shortcut.py --smoke    # seconds (what the test runs)
 
 The same as `shortcut-jax compare`. Default: linear_xor and moons (synthetic, 2-D) and breast
