@@ -992,3 +992,38 @@ def test_load_of_a_csv_folder_with_the_network_familys_columns(tmp_path):
     assert got["run"].tolist() == [0, 1, 1]
     assert got["dataset"].tolist() == ["NA"] * 3
     assert got["grad_norm"].dtype == np.float64 and got["grad_norm"].tolist() == [1.0, 2.0, 3.0]
+
+
+def test_verdict_names_the_variant_keeps_the_level_and_counts_an_empty_table():
+    """A skip between hidden layers is named as a network; the level given is the one used
+    (adjusted p 0.03: significant at 0.05, not at 0.01); an empty table tested nothing."""
+    t = pd.DataFrame({"dataset": ["xor"], "width": [4], "diff_mean": [0.25], "diff_lo": [0.125],
+                      "diff_hi": [0.375], "p_wilcoxon_holm": [0.03], "n_tests": [3]})
+    assert report.verdict(t, "test_acc", ["width"], 0.05, "residual") == (
+        "the residual network is significantly better in 1 of 1 configurations, significantly "
+        "worse in 0, and within noise in the other 0; better at xor width=4 (+0.2500 "
+        "[+0.1250, +0.3750], Holm p 0.03) (Holm over the 3 tested).")
+    assert report.verdict(t, "test_acc", ["width"], 0.01).startswith(
+        "the shortcut is significantly better in 0 of 1 configurations")
+    assert report.verdict(t.iloc[:0], "test_acc", ["width"]) == (
+        "the shortcut is significantly better in 0 of 0 configurations, significantly worse in "
+        "0, and within noise in the other 0 (Holm over the 0 tested).")
+
+
+def test_with_matched_names_the_win_rate_of_its_variant():
+    t = _paired_table().assign(lr=[1.0, 0.3])
+    matched = t[["dataset", "width"]].assign(lr=0.5, diff_mean=0.0, diff_lo=np.nan,
+                                             diff_hi=np.nan, p_wilcoxon_holm=np.nan)
+    assert "shortcut win rate" in report._with_matched(t, matched, ["width"]).columns
+    out = report._with_matched(t, matched, ["width"], variant="residual")
+    assert "residual win rate" in out.columns and "shortcut win rate" not in out.columns
+
+
+def test_the_census_leaves_out_a_cause_that_varies_but_not_within_pairs():
+    """crit_duplicated 2 at width 2 and 5 at width 8 for both variants: a column of several
+    values whose every paired difference is 0, left out of the paired table."""
+    runs = _census_runs()
+    runs["crit_duplicated"] = runs["width"].map({2: 2.0, 8: 5.0, 16: np.nan})
+    view = report._census_section(runs, ["width"], 0.9)[8].splitlines()
+    assert view[0] == ("| setting | near-zero (measured) | dead | rescaling | always active | "
+                       "unexplained |")
