@@ -1,0 +1,353 @@
+"""report.build, report.hessian_table and report._datasets on a tiny finished sweep committed
+under tests/data/build_sweep (84 KB: xor in 3-D, 80 training rows, width 4, lrs 0.5 and 2, 4
+seeds, 300 steps, plain and shortcut; made once by `sj.run_sweep(sj.Grid(datasets=("xor",),
+d=(3,), widths=(4,), lrs=(0.5, 2.0), seeds=4, steps=300, eval_every=100, n_train=80,
+n_test=30), folder)`). Nothing trains and nothing compiles here: the report takes about 0.5 s,
+so mutmut can run these tests per mutant (experiments/MUTATION.md). Every number is checked
+against the Parquet chunks read with pyarrow and scipy/statsmodels/NumPy directly.
+"""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from scipy import stats as st
+from statsmodels.stats.multitest import multipletests
+
+from shortcut_jax import data as data_lib
+from shortcut_jax import report
+
+SWEEP = Path(__file__).parent / "data" / "build_sweep"
+STEPS_DONE = 300
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    out = tmp_path_factory.mktemp("b") / "build_sweep"
+    shutil.copytree(SWEEP, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def built(folder):
+    told = []
+    rep = report.build(folder, hessians=True, progress=told.append)
+    return rep, told
+
+
+@pytest.fixture(scope="module")
+def built90(folder):
+    """At 90% confidence and tau 0.1, without Hessians."""
+    return report.build(folder, hessians=False, confidence=0.9, tau=0.1)
+
+
+@pytest.fixture(scope="module")
+def rows():
+    """Every row of the chunks, read with pyarrow alone."""
+    df = pd.concat([pq.read_table(p).to_pandas() for p in sorted(SWEEP.glob("chunks/*.parquet"))],
+                   ignore_index=True)
+    for c in ("val_acc", "test_acc", "test_loss", "train_loss"):
+        df[c] = df[c].astype(np.float64)
+    return df
+
+
+def final(rows):
+    return rows[rows["step"] == STEPS_DONE]
+
+
+def chosen_lr(rows):
+    """Per variant, the lr of the best mean final validation accuracy (by hand)."""
+    means = final(rows).groupby(["variant", "lr"])["val_acc"].mean()
+    return {v: means[v].idxmax() for v in ("plain", "shortcut")}
+
+
+def t_ci(x, conf=0.95, lo=-np.inf, hi=np.inf):
+    x = np.asarray(x, np.float64)
+    m = x.mean()
+    h = st.t.ppf(0.5 + conf / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+    return m, max(m - h, lo), min(m + h, hi)
+
+
+def fmt(m, lo, hi, digits):
+    return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def run_values(rows, variant, lr, metric):
+    f = final(rows)
+    return f[(f["variant"] == variant) & (f["lr"] == lr)].sort_values("seed")[metric].to_numpy()
+
+
+def diffs(rows, metric, lr_s, lr_p):
+    return run_values(rows, "shortcut", lr_s, metric) - run_values(rows, "plain", lr_p, metric)
+
+
+def wilcoxon_p(d):
+    """scipy's Wilcoxon p: exact without ties or zeros, else the normal approximation (the
+    kit's documented rule)."""
+    a = np.sort(np.abs(d))
+    tied = (a[1:] == a[:-1]).any() or (d == 0).any()
+    return st.wilcoxon(d, method="approx" if tied else "exact").pvalue
+
+
+def md_row(markdown, start):
+    hits = [line for line in markdown.splitlines() if line.startswith(start)]
+    assert hits, start
+    return hits
+
+
+# --- what it read and what it made -----------------------------------------------------------
+
+
+def test_build_names_its_steps_tables_and_figures(built, rows):
+    rep, told = built
+    assert told == list(report.STEPS)
+    assert rep.n_rows == len(rows) == 64  # 2 variants x 2 lrs x 4 seeds x steps 0, 100, 200, 300
+    assert list(rep.tables) == ["summary", "selected", "paired", "paired_selected",
+                                "paired_plain_lr", "hessian"]
+    assert list(rep.figures) == ["acc_vs_width", "learning_curves", "diagnostics"]
+    assert rep.untrained.empty
+    assert rep.tables["selected"]["did_not_train"].tolist() == ["", ""]
+    assert rep.tables["summary"]["did_not_train"].tolist() == ["", "", "", ""]
+
+
+def test_build_markdown_sections_in_order(built):
+    heads = [line for line in built[0].markdown.splitlines() if line.startswith("#")]
+    assert heads == [
+        "# Plain vs shortcut: does the shortcut connection help?",
+        "## The selected configurations",
+        "## Paired differences, shortcut − plain (same seed, each at its chosen lr)",
+        "### test_acc", "### test_loss", "### train_loss",
+        "## Why: singularities of the loss surface at the end of training",
+        "### near-zero eigenvalues, shortcut − plain (same seed)",
+        "### negative eigenvalues, shortcut − plain (same seed)",
+        "### Where the near-zero directions come from: a census of the units",
+        "## Appendix: paired differences at each learning rate of the grid",
+        "### test_acc", "### test_loss", "### train_loss",
+        "## Figures"]
+
+
+def test_build_opening_word_for_word(built):
+    lines = built[0].markdown.splitlines()
+    assert lines[:6] == [
+        "# Plain vs shortcut: does the shortcut connection help?", "",
+        "Sweep build_sweep: datasets ['xor'], widths [4], learning rates [0.5, 2.0], 4 seeds, "
+        "300 steps of sgd on the mse loss. Plain and shortcut runs of a seed start from the same "
+        "W1, b1, W2, b2 and see the same data and minibatches, so a paired difference is the "
+        "shortcut's.", "",
+        "Learning rates are chosen per variant and configuration by the best mean final "
+        "validation accuracy over seeds; test metrics are reported for the chosen learning rates "
+        "only.",
+        "Intervals are 95% Student-t intervals over seeds (for fractions such as accuracies, "
+        "intersected with [0, 1]); p values from the paired t test and the Wilcoxon signed-rank "
+        "test (– where every pair is equal); intervals of losses, norms, errors and steps are "
+        "bounded below at 0; the win rate is the share of seeds where the shortcut is better "
+        "(lower for losses, errors and eigenvalue fractions; ties count ½). Where a table or "
+        "figure leaves an axis out, a seed's pairs at its values are averaged first."]
+    assert lines[6].startswith(
+        "Holm-adjusted p values are adjusted over the rows of their table (one family per table "
+        "and metric: the configurations it compares). A verdict (significantly better or worse) "
+        "needs both the 95% t interval")
+    assert "below 0.05 (exact" in lines[6]
+    assert lines[7:9] == ["", "## The selected configurations"]
+
+
+def test_build_paired_section_text_word_for_word(built):
+    md = built[0].markdown
+    assert ("## Paired differences, shortcut − plain (same seed, each at its chosen lr)\n\n"
+            "Beside each, both variants at the plain network's chosen lr, so that the "
+            "architecture's effect is not mixed with a different learning rate (every lr of the "
+            "grid: the appendix).\n\n### test_acc\n\n| setting | difference [CI] |") in md
+    within = ("the shortcut is significantly better in 0 of 1 configurations, significantly "
+              "worse in 0, and within noise in the other 1 (Holm over the 1 tested).")
+    assert md.count(f"\nReading: {within}\nAt the plain network's lr: {within}\n\n") == 3
+    assert ("## Appendix: paired differences at each learning rate of the grid\n\nShortcut − "
+            "plain with both variants at the same lr, every lr (Holm over each table's rows)."
+            "\n\n### test_acc\n\n| setting | difference [CI] |") in md
+    assert md.endswith("## Figures\n\n![acc_vs_width](figures/acc_vs_width.png)\n"
+                       "![learning_curves](figures/learning_curves.png)\n"
+                       "![diagnostics](figures/diagnostics.png)\n")
+
+
+# --- the numbers, against scipy ---------------------------------------------------------------
+
+
+def test_build_selected_table_against_scipy(built, rows):
+    rep = built[0]
+    lrs = chosen_lr(rows)
+    sel = rep.tables["selected"].sort_values("variant")
+    assert sel["lr"].tolist() == [lrs["plain"], lrs["shortcut"]]
+    header = md_row(rep.markdown, "| setting | variant | h | lr (chosen) |")[0]
+    assert header == ("| setting | variant | h | lr (chosen) | val_acc | test_acc | test_loss | "
+                      "train_loss | steps to train loss ≤ 0.05 |")
+    for v, name in (("plain", "plain"), ("shortcut", "shortcut (zeros)")):
+        cells = [f"| xor | {name} | 4 | {lrs[v]} |"]
+        r = sel[sel["variant"] == v].iloc[0]
+        for m in ("val_acc", "test_acc", "test_loss", "train_loss"):
+            acc = "acc" in m
+            m_, lo, hi = t_ci(run_values(rows, v, lrs[v], m), lo=0, hi=1 if acc else np.inf)
+            np.testing.assert_allclose([r[f"{m}_mean"], r[f"{m}_lo"], r[f"{m}_hi"]],
+                                       [m_, lo, hi], rtol=1e-9, err_msg=f"{v} {m}")
+            cells.append(f" {fmt(m_, lo, hi, 3 if acc else 4)} |")
+        # steps to train loss <= 0.05: the first evaluated step below, over the runs reaching it
+        part = rows[(rows["variant"] == v) & (rows["lr"] == lrs[v])]
+        first = part[part["train_loss"] <= 0.05].groupby("seed")["step"].min()
+        cells.append(f" {first.mean():.0f} ({len(first) / 4:.0%} reached) |")
+        assert md_row(rep.markdown, f"| xor | {name} | 4 |") == ["".join(cells)]
+
+
+@pytest.mark.parametrize("metric", ["test_acc", "test_loss", "train_loss"])
+def test_build_paired_rows_against_scipy(built, rows, metric):
+    rep = built[0]
+    lrs = chosen_lr(rows)
+    d = diffs(rows, metric, lrs["shortcut"], lrs["plain"])
+    m, lo, hi = t_ci(d)
+    p_t = st.ttest_rel(run_values(rows, "shortcut", lrs["shortcut"], metric),
+                       run_values(rows, "plain", lrs["plain"], metric)).pvalue
+    p_w = wilcoxon_p(d)
+    t = rep.tables["paired_selected"]
+    r = t[t["metric"] == metric].iloc[0]
+    np.testing.assert_allclose([r["diff_mean"], r["diff_lo"], r["diff_hi"], r["p_ttest"],
+                                r["p_wilcoxon"]], [m, lo, hi, p_t, p_w], rtol=1e-9)
+    assert r["variant"] == "shortcut" and r["n_pairs"] == 4
+    win = np.mean(np.where(d == 0, 0.5, d > 0 if "acc" in metric else d < 0))
+    # the plain network's lr (both variants at it): the same lr here, so the same difference
+    assert lrs["plain"] == lrs["shortcut"]
+    i = rep.markdown.index(f"### {metric}\n")
+    line = rep.markdown[i:].splitlines()[4]
+    assert line.startswith(f"| xor width=4 | {fmt(m, lo, hi, 4)} | {p_t:.3g} | {p_w:.3g} | "
+                           f"{p_t:.3g} | {p_w:.3g} | ")
+    assert line.endswith(f" | {win:.2f} | 4 | {lrs['plain']:g} | {fmt(m, lo, hi, 4)} | "
+                         f"{p_w:.3g} |")
+    plain_lr = rep.tables["paired_plain_lr"]
+    r2 = plain_lr[plain_lr["metric"] == metric].iloc[0]
+    np.testing.assert_allclose([r2["diff_mean"], r2["diff_lo"], r2["diff_hi"]], [m, lo, hi],
+                               rtol=1e-9)
+
+
+@pytest.mark.parametrize("metric", ["test_acc", "test_loss", "train_loss"])
+def test_build_appendix_rows_every_lr_with_holm(built, rows, metric):
+    rep = built[0]
+    ps_t, ps_w, cis = [], [], []
+    for lr in (0.5, 2.0):
+        d = diffs(rows, metric, lr, lr)
+        cis.append(t_ci(d))
+        ps_t.append(st.ttest_1samp(d, 0).pvalue)
+        ps_w.append(wilcoxon_p(d))
+    holm_t = multipletests(ps_t, method="holm")[1]
+    holm_w = multipletests(ps_w, method="holm")[1]
+    t = rep.tables["paired"]
+    t = t[(t["metric"] == metric) & (t["variant"] == "shortcut")].sort_values("lr")
+    np.testing.assert_allclose(t["p_wilcoxon_holm"], holm_w, rtol=1e-9)
+    np.testing.assert_allclose(t["p_ttest_holm"], holm_t, rtol=1e-9)
+    app = rep.markdown[rep.markdown.index("## Appendix"):]
+    app = app[app.index(f"### {metric}\n"):]
+    for k, lr in enumerate(("0.5", "2")):
+        assert [line for line in app.splitlines()
+                if line.startswith(f"| xor width=4 lr={lr} |")][0].startswith(
+            f"| xor width=4 lr={lr} | {fmt(*cis[k], 4)} | {ps_t[k]:.3g} | {ps_w[k]:.3g} | "
+            f"{holm_t[k]:.3g} | {holm_w[k]:.3g} | ")
+    n = int((np.asarray(ps_w) > 0).sum())
+    assert (f"Reading: the shortcut is significantly better in 0 of 2 configurations, "
+            f"significantly worse in 0, and within noise in the other 2 (Holm over the {n} "
+            f"tested).") in app
+
+
+def test_build_confidence_and_tau_passed_on(built90, rows):
+    md = built90.markdown
+    assert "Intervals are 90% Student-t intervals over seeds" in md
+    assert "needs both the 90% t interval" in md and "below 0.1 (exact" in md
+    assert "| train_loss | steps to train loss ≤ 0.1 |" in md
+    assert "## Why" not in md and "hessian" not in built90.tables
+    lrs = chosen_lr(rows)
+    sel = built90.tables["selected"].sort_values("variant")
+    for v in ("plain", "shortcut"):
+        r = sel[sel["variant"] == v].iloc[0]
+        np.testing.assert_allclose(
+            [r["test_acc_lo"], r["test_acc_hi"]],
+            t_ci(run_values(rows, v, lrs[v], "test_acc"), 0.9, 0, 1)[1:], rtol=1e-9)
+        part = rows[(rows["variant"] == v) & (rows["lr"] == lrs[v])]
+        first = part[part["train_loss"] <= 0.1].groupby("seed")["step"].min()
+        assert r["frac_reached"] == len(first) / 4
+        assert r["steps_to_tau_mean"] == pytest.approx(first.mean(), rel=1e-12)
+    for t in ("paired", "paired_selected", "paired_plain_lr"):
+        tab = built90.tables[t]
+        r = tab[(tab["metric"] == "test_loss") & (tab["variant"] == "shortcut")].iloc[-1]
+        lr = r["lr"] if t == "paired" else lrs["shortcut"]
+        np.testing.assert_allclose([r["diff_lo"], r["diff_hi"]],
+                                   t_ci(diffs(rows, "test_loss", lr, lr), 0.9)[1:], rtol=1e-9)
+
+
+# --- the data sets and the Hessians -----------------------------------------------------------
+
+
+def test_datasets_made_again_from_the_config(folder):
+    import json
+
+    config = json.loads((folder / "config.json").read_text())["config"]
+    (spec, ds, name), = report._datasets(folder, config)
+    assert name == "xor"
+    assert spec == {"dataset": "xor", "data_seed": 0, "n_train": 80, "d": 3, "noise": 0.05,
+                    "linear_weight": None, "teacher_width": None, "teacher_shortcut": None}
+    ref = data_lib.make_synthetic("xor", 0, 80, 30, d=3, noise=0.05)
+    for a in ("X_train", "Y_train", "X_val", "Y_val", "X_test", "Y_test"):
+        np.testing.assert_array_equal(getattr(ds, a), getattr(ref, a), err_msg=a)
+
+
+def loss_np(theta, X, Y, d, h, shortcut):
+    """J = mean ½ (y_hat − y)² of the problem's network, parameters flat (W1, b1, W2, b2, W)."""
+    W1 = theta[:h * d].reshape(h, d)
+    b1 = theta[h * d:h * d + h]
+    W2 = theta[h * d + h:h * d + 2 * h]
+    b2 = theta[h * d + 2 * h]
+    z2 = np.maximum(X @ W1.T + b1, 0) @ W2 + b2
+    if shortcut:
+        z2 = z2 + X @ theta[h * d + 2 * h + 1:]
+    y_hat = 1 / (1 + np.exp(-z2))
+    return np.mean(0.5 * (y_hat - Y) ** 2)
+
+
+def fd_hessian(f, theta, eps=1e-4):
+    P = len(theta)
+    H = np.empty((P, P))
+    E = np.eye(P) * eps
+    for i in range(P):
+        for j in range(i, P):
+            H[i, j] = H[j, i] = (f(theta + E[i] + E[j]) - f(theta + E[i] - E[j])
+                                 - f(theta - E[i] + E[j]) + f(theta - E[i] - E[j])) / (4 * eps**2)
+    return H
+
+
+def flat_params(saved, variant, lr, seed):
+    """The run's final parameters from params.npz, read with NumPy alone, flat in float64."""
+    group = f"xor-s0-n80-d3-noise0.05-{variant}{'-zeros' if variant == 'shortcut' else ''}"
+    group += "-h4-sgd-mse-bfull/"
+    i, = np.flatnonzero((saved[group + "lr"] == lr) & (saved[group + "seed"] == seed))
+    names = ("W1", "b1", "W2", "b2") + (("W",) if variant == "shortcut" else ())
+    return np.concatenate([saved[group + n][i].astype(np.float64).ravel() for n in names])
+
+
+def test_hessian_table_against_finite_differences(built, folder, rows):
+    hess = built[0].tables["hessian"].sort_values(["variant", "seed"]).reset_index(drop=True)
+    lrs = chosen_lr(rows)
+    assert hess["variant"].tolist() == ["plain"] * 4 + ["shortcut"] * 4
+    assert hess["seed"].tolist() == [0, 1, 2, 3] * 2
+    assert hess["lr"].tolist() == [lrs["plain"]] * 4 + [lrs["shortcut"]] * 4
+    assert (hess["step"] == STEPS_DONE).all() and (hess["width"] == 4).all()
+    assert hess["n_params"].tolist() == [3 * 4 + 4 + 4 + 1] * 4 + [3 * 4 + 4 + 4 + 1 + 3] * 4
+    ds = data_lib.make_synthetic("xor", 0, 80, 30, d=3, noise=0.05)
+    X, Y = np.asarray(ds.X_train, np.float64), np.asarray(ds.Y_train, np.float64)
+    with np.load(folder / "params.npz") as z:
+        saved = {k: z[k] for k in z.files}
+    for _, r in hess.iterrows():
+        sc = r["variant"] == "shortcut"
+        theta = flat_params(saved, r["variant"], r["lr"], r["seed"])
+        assert len(theta) == r["n_params"]
+        lam = np.linalg.eigvalsh(fd_hessian(lambda t, sc=sc: loss_np(t, X, Y, 3, 4, sc), theta))
+        tol = 1e-6 * np.abs(lam).max()
+        P = len(lam)
+        assert r["hess_neg_frac"] == (lam < -tol).sum() / P
+        assert r["hess_zero_frac"] == (np.abs(lam) <= tol).sum() / P
+        assert r["hess_zero"] == (np.abs(lam) <= tol).sum()
