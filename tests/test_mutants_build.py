@@ -329,7 +329,7 @@ def flat_params(saved, variant, lr, seed):
     return np.concatenate([saved[group + n][i].astype(np.float64).ravel() for n in names])
 
 
-def test_hessian_table_against_finite_differences(built, folder, rows):
+def test_hessian_table_against_a_numeric_hessian(built, folder, rows):
     hess = built[0].tables["hessian"].sort_values(["variant", "seed"]).reset_index(drop=True)
     lrs = chosen_lr(rows)
     assert hess["variant"].tolist() == ["plain"] * 4 + ["shortcut"] * 4
