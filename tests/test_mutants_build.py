@@ -127,6 +127,10 @@ def test_build_markdown_sections_in_order(built):
         "## Appendix: paired differences at each learning rate of the grid",
         "### test_acc", "### test_loss", "### train_loss",
         "## Figures"]
+    lines = built[0].markdown.splitlines()
+    for i, line in enumerate(lines):  # each heading, table and reading stands apart
+        if line.startswith("#"):
+            assert lines[i - 1:i + 2:2] == ["", ""] or i == 0 and lines[1] == "", line
 
 
 def test_build_opening_word_for_word(built):
