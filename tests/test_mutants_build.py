@@ -355,3 +355,159 @@ def test_hessian_table_against_a_numeric_hessian(built, folder, rows):
         assert r["hess_neg_frac"] == (lam < -tol).sum() / P
         assert r["hess_zero_frac"] == (np.abs(lam) <= tol).sum() / P
         assert r["hess_zero"] == (np.abs(lam) <= tol).sum()
+
+
+# --- a second sweep: teacher data, bce, widths 2 and 3, depths 1 and 2, a residual variant ----
+# tests/data/build_sweep2 (328 KB): sj.run_sweep(sj.Grid(datasets=("teacher",), variants=(
+# "plain", "shortcut", "residual"), depths=(1, 2), loss_fns=("bce",), widths=(2, 3), lrs=(0.05,
+# 1.0), seeds=3, steps=40, eval_every=20, n_train=60, n_test=30, d=(3,)), folder): runs that
+# did not train, two varied axes, the teacher's and Shamir's sections. About 2.2 s to build.
+
+SWEEP2 = Path(__file__).parent / "data" / "build_sweep2"
+
+
+@pytest.fixture(scope="module")
+def built2(tmp_path_factory):
+    out = tmp_path_factory.mktemp("b2") / "build_sweep2"
+    shutil.copytree(SWEEP2, out)
+    return report.build(out, hessians=False)
+
+
+@pytest.fixture(scope="module")
+def rows2():
+    df = pd.concat([pq.read_table(p).to_pandas()
+                    for p in sorted(SWEEP2.glob("chunks/*.parquet"))], ignore_index=True)
+    for c in ("val_acc", "test_acc", "test_loss", "train_loss", "test_gen_err"):
+        df[c] = df[c].astype(np.float64)
+    return df
+
+
+def test_build2_tables_figures_and_headings(built2):
+    assert list(built2.tables) == ["summary", "selected", "paired", "paired_selected",
+                                   "untrained", "paired_plain_lr", "linear_bound"]
+    assert list(built2.figures) == ["paired_vs_width", "paired_vs_depth", "heatmap_depth_width",
+                                    "acc_vs_width", "learning_curves", "diagnostics",
+                                    "paired_heatmap"]
+    heads = [line for line in built2.markdown.splitlines() if line.startswith("#")]
+    per_metric = ["### test_acc", "### test_loss", "### train_loss", "### test_gen_err"]
+    assert heads == [
+        "# Plain vs shortcut: does the shortcut connection help?",
+        "## Runs that did not train", "## The selected configurations",
+        "## Paired differences, shortcut − plain (same seed, each at its chosen lr)",
+        *per_metric,
+        "## Paired differences, residual − plain (same seed, each at its chosen lr)",
+        *per_metric,
+        "## Where the shortcut helps: each varied axis",
+        "## The teacher: generalisation error",
+        "## Shamir's bound: the shortcut network against the best linear predictor",
+        "## Appendix: paired differences at each learning rate of the grid",
+        *per_metric, *[f"{h}, residual − plain" for h in per_metric],
+        "## Figures"]
+    assert built2.markdown.endswith(
+        "## Figures\n\n![acc_vs_width](figures/acc_vs_width.png)\n"
+        "![learning_curves](figures/learning_curves.png)\n"
+        "![diagnostics](figures/diagnostics.png)\n![paired_heatmap](figures/paired_heatmap.png)\n")
+
+
+def test_build2_opening_paragraphs_word_for_word(built2):
+    md = built2.markdown
+    assert md.splitlines()[2] == (
+        "Sweep build_sweep2: datasets ['teacher'], widths [2, 3], learning rates [0.05, 1.0], 3 "
+        "seeds, 40 steps of sgd on the bce loss; varied axes: width, depth. Plain and shortcut "
+        "runs of a seed start from the same W1, b1, W2, b2 and see the same data and minibatches,"
+        " so a paired difference is the shortcut's.")
+    assert ("\n\nresidual at depth 1 left out: a depth-1 network has no skip between hidden "
+            "layers (it is the plain network there).\n\nThe paired sections take each variant "
+            "− plain at each depth and activation (shortcut − plain first, the skips between "
+            "hidden layers in sections of their own); the figures per axis and the heatmaps "
+            "show shortcut − plain; the decision boundaries cover the problem's network (depth "
+            "1, relu) only. Hessians: by hand for the problem's network, by jax.hessian in "
+            "float64 for the others.\n\n## Runs that did not train\n\n") in md
+    assert ("## Appendix: paired differences at each learning rate of the grid\n\nShortcut − "
+            "plain, residual − plain with both variants at the same lr, every lr (Holm over "
+            "each table's rows).\n\n") in md
+    assert ("## The teacher: generalisation error\n\ntest_gen_err = mean over test inputs of ½ "
+            "(ŷ − p_teacher)², the student's distance from the teacher's noiseless output.\n\n"
+            "Reading: the shortcut is significantly better in 0 of 4 configurations, "
+            "significantly worse in 0, and within noise in the other 4 (Holm over the 4 "
+            "tested).\n\n## Shamir's bound") in md
+
+
+def test_build2_untrained_marked(built2, rows2):
+    md, bad = built2.markdown, built2.untrained
+    # configurations: plain and shortcut at 2 widths x 2 depths x 2 lrs, residual at depth 2
+    assert len(built2.tables["summary"]) == 20
+    assert f"\n\n{len(bad)} of 20 configurations did not train: " in md
+    assert len(bad) == len(built2.tables["untrained"]) > 0
+    sel = built2.tables["selected"]
+    key = ["variant", "width", "depth", "lr"]
+    flagged = set(map(tuple, bad[key].astype(str).to_numpy()))
+    for _, r in sel.iterrows():
+        assert bool(r["did_not_train"]) == (tuple(r[key].astype(str)) in flagged)
+    assert sel["did_not_train"].astype(bool).any() and not sel["did_not_train"].astype(bool).all()
+    summary = built2.tables["summary"]
+    assert summary["did_not_train"].astype(bool).sum() == len(bad)
+    assert "\n\n⚠: did not train (see Runs that did not train).\n\n" in md
+    lines = md.splitlines()
+    start = lines.index("## The selected configurations")
+    body = [line for line in lines[start:start + 14] if line.startswith("| teacher")]
+    assert len(body) == len(sel) == 10
+    marked = [line for line in body if " ⚠ |" in line]
+    assert len(marked) == int(sel["did_not_train"].astype(bool).sum())
+
+
+def test_build2_selected_lrs_by_hand(built2, rows2):
+    f = rows2[rows2["step"] == 40]
+    means = f.groupby(["variant", "depth", "width", "lr"])["val_acc"].mean()
+    sel = built2.tables["selected"]
+    assert len(sel) == 10
+    for _, r in sel.iterrows():
+        m = means[(r["variant"], r["depth"], r["width"])]
+        best = m[m == m.max()].index.min()  # ties: the smaller lr
+        assert r["lr"] == best, (r["variant"], r["depth"], r["width"])
+        runs = f[(f["variant"] == r["variant"]) & (f["depth"] == r["depth"])
+                 & (f["width"] == r["width"]) & (f["lr"] == best)]
+        np.testing.assert_allclose(
+            [r["test_gen_err_mean"], r["test_gen_err_lo"], r["test_gen_err_hi"]],
+            t_ci(runs["test_gen_err"], lo=0), rtol=1e-9)
+
+
+def test_build2_residual_pairs_against_scipy(built2, rows2):
+    f = rows2[rows2["step"] == 40]
+    sel = built2.tables["selected"]
+    t = built2.tables["paired_selected"]
+    md = built2.markdown
+    sec = md[md.index("## Paired differences, residual − plain"):]
+    sec = sec[sec.index("### test_loss\n"):]
+    for width in (2, 3):
+        lr = {v: sel[(sel["variant"] == v) & (sel["depth"] == 2) & (sel["width"] == width)]
+              ["lr"].item() for v in ("plain", "residual")}
+
+        def vals(v, lr_v, w=width):
+            return f[(f["variant"] == v) & (f["depth"] == 2) & (f["width"] == w)
+                     & (f["lr"] == lr_v)].sort_values("seed")["test_loss"].to_numpy()
+
+        d = vals("residual", lr["residual"]) - vals("plain", lr["plain"])
+        r = t[(t["variant"] == "residual") & (t["metric"] == "test_loss")
+              & (t["width"] == width)].iloc[0]
+        np.testing.assert_allclose([r["diff_mean"], r["diff_lo"], r["diff_hi"], r["p_ttest"]],
+                                   [*t_ci(d), st.ttest_1samp(d, 0).pvalue], rtol=1e-9)
+        row = [line for line in sec.splitlines()
+               if line.startswith(f"| teacher width={width} depth=2 |")][0]
+        assert row.startswith(f"| teacher width={width} depth=2 | {fmt(*t_ci(d), 4)} | ")
+        d_at_plain = vals("residual", lr["plain"]) - vals("plain", lr["plain"])
+        assert row.endswith(f" | {lr['plain']:g} | {fmt(*t_ci(d_at_plain), 4)} | "
+                            f"{row.split(' | ')[-1]}")
+    assert "| residual win rate | pairs |" in sec
+
+
+def test_build2_per_axis_lines(built2):
+    md = built2.markdown
+    sec = md[md.index("## Where the shortcut helps"):md.index("## The teacher")]
+    items = [line[2:line.index(":")] for line in sec.splitlines() if line.startswith("- ")]
+    assert items == [f"{a}, {m}{v}" for a in ("width", "depth") for v in ("", ", residual − plain")
+                     for m in ("test_acc", "test_loss")]
+    assert ("\n\n![paired_vs_width](figures/paired_vs_width.png)\n\n" in sec
+            and "\n\n![paired_vs_depth](figures/paired_vs_depth.png)\n\n" in sec
+            and sec.endswith("\n\n![heatmap_depth_width](figures/heatmap_depth_width.png)\n\n"))
+    assert "- depth, test_loss, residual − plain: the residual network is significantly" in sec
