@@ -32,19 +32,6 @@ def folder(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def built(folder):
-    told = []
-    rep = report.build(folder, hessians=True, progress=told.append)
-    return rep, told
-
-
-@pytest.fixture(scope="module")
-def built90(folder):
-    """At 90% confidence and tau 0.1, without Hessians."""
-    return report.build(folder, hessians=False, confidence=0.9, tau=0.1)
-
-
-@pytest.fixture(scope="module")
 def rows():
     """Every row of the chunks, read with pyarrow alone."""
     df = pd.concat([pq.read_table(p).to_pandas() for p in sorted(SWEEP.glob("chunks/*.parquet"))],
@@ -98,10 +85,15 @@ def md_row(markdown, start):
     return hits
 
 
+# --- the checks, each called by one of the tests at the end (mutmut maps a function to the
+# tests that call it, and a module fixture's call counts for the first test alone: so each
+# test builds its own report, and every check of that report runs in it)
+
+
 # --- what it read and what it made -----------------------------------------------------------
 
 
-def test_build_names_its_steps_tables_and_figures(built, rows):
+def check_build_names_its_steps_tables_and_figures(built, rows):
     rep, told = built
     assert told == list(report.STEPS)
     assert rep.n_rows == len(rows) == 64  # 2 variants x 2 lrs x 4 seeds x steps 0, 100, 200, 300
@@ -113,7 +105,7 @@ def test_build_names_its_steps_tables_and_figures(built, rows):
     assert rep.tables["summary"]["did_not_train"].tolist() == ["", "", "", ""]
 
 
-def test_build_markdown_sections_in_order(built):
+def check_build_markdown_sections_in_order(built):
     heads = [line for line in built[0].markdown.splitlines() if line.startswith("#")]
     assert heads == [
         "# Plain vs shortcut: does the shortcut connection help?",
@@ -133,7 +125,7 @@ def test_build_markdown_sections_in_order(built):
             assert lines[i - 1:i + 2:2] == ["", ""] or i == 0 and lines[1] == "", line
 
 
-def test_build_opening_word_for_word(built):
+def check_build_opening_word_for_word(built):
     lines = built[0].markdown.splitlines()
     assert lines[:6] == [
         "# Plain vs shortcut: does the shortcut connection help?", "",
@@ -158,7 +150,7 @@ def test_build_opening_word_for_word(built):
     assert lines[7:9] == ["", "## The selected configurations"]
 
 
-def test_build_paired_section_text_word_for_word(built):
+def check_build_paired_section_text_word_for_word(built):
     md = built[0].markdown
     assert ("## Paired differences, shortcut − plain (same seed, each at its chosen lr)\n\n"
             "Beside each, both variants at the plain network's chosen lr, so that the "
@@ -178,7 +170,7 @@ def test_build_paired_section_text_word_for_word(built):
 # --- the numbers, against scipy ---------------------------------------------------------------
 
 
-def test_build_selected_table_against_scipy(built, rows):
+def check_build_selected_table_against_scipy(built, rows):
     rep = built[0]
     lrs = chosen_lr(rows)
     sel = rep.tables["selected"].sort_values("variant")
@@ -202,8 +194,7 @@ def test_build_selected_table_against_scipy(built, rows):
         assert md_row(rep.markdown, f"| xor | {name} | 4 |") == ["".join(cells)]
 
 
-@pytest.mark.parametrize("metric", ["test_acc", "test_loss", "train_loss"])
-def test_build_paired_rows_against_scipy(built, rows, metric):
+def check_build_paired_rows_against_scipy(built, rows, metric):
     rep = built[0]
     lrs = chosen_lr(rows)
     d = diffs(rows, metric, lrs["shortcut"], lrs["plain"])
@@ -231,8 +222,7 @@ def test_build_paired_rows_against_scipy(built, rows, metric):
                                rtol=1e-9)
 
 
-@pytest.mark.parametrize("metric", ["test_acc", "test_loss", "train_loss"])
-def test_build_appendix_rows_every_lr_with_holm(built, rows, metric):
+def check_build_appendix_rows_every_lr_with_holm(built, rows, metric):
     rep = built[0]
     ps_t, ps_w, cis = [], [], []
     for lr in (0.5, 2.0):
@@ -259,7 +249,7 @@ def test_build_appendix_rows_every_lr_with_holm(built, rows, metric):
             f"tested).") in app
 
 
-def test_build_confidence_and_tau_passed_on(built90, rows):
+def check_build_confidence_and_tau_passed_on(built90, rows):
     md = built90.markdown
     assert "Intervals are 90% Student-t intervals over seeds" in md
     assert "needs both the 90% t interval" in md and "below 0.1 (exact" in md
@@ -333,7 +323,7 @@ def flat_params(saved, variant, lr, seed):
     return np.concatenate([saved[group + n][i].astype(np.float64).ravel() for n in names])
 
 
-def test_hessian_table_against_a_numeric_hessian(built, folder, rows):
+def check_hessian_table_against_a_numeric_hessian(built, folder, rows):
     hess = built[0].tables["hessian"].sort_values(["variant", "seed"]).reset_index(drop=True)
     lrs = chosen_lr(rows)
     assert hess["variant"].tolist() == ["plain"] * 4 + ["shortcut"] * 4
@@ -367,13 +357,6 @@ SWEEP2 = Path(__file__).parent / "data" / "build_sweep2"
 
 
 @pytest.fixture(scope="module")
-def built2(tmp_path_factory):
-    out = tmp_path_factory.mktemp("b2") / "build_sweep2"
-    shutil.copytree(SWEEP2, out)
-    return report.build(out, hessians=False)
-
-
-@pytest.fixture(scope="module")
 def rows2():
     df = pd.concat([pq.read_table(p).to_pandas()
                     for p in sorted(SWEEP2.glob("chunks/*.parquet"))], ignore_index=True)
@@ -382,7 +365,7 @@ def rows2():
     return df
 
 
-def test_build2_tables_figures_and_headings(built2):
+def check_build2_tables_figures_and_headings(built2):
     assert list(built2.tables) == ["summary", "selected", "paired", "paired_selected",
                                    "untrained", "paired_plain_lr", "linear_bound"]
     assert list(built2.figures) == ["paired_vs_width", "paired_vs_depth", "heatmap_depth_width",
@@ -409,7 +392,7 @@ def test_build2_tables_figures_and_headings(built2):
         "![diagnostics](figures/diagnostics.png)\n![paired_heatmap](figures/paired_heatmap.png)\n")
 
 
-def test_build2_opening_paragraphs_word_for_word(built2):
+def check_build2_opening_paragraphs_word_for_word(built2):
     md = built2.markdown
     assert md.splitlines()[2] == (
         "Sweep build_sweep2: datasets ['teacher'], widths [2, 3], learning rates [0.05, 1.0], 3 "
@@ -433,7 +416,7 @@ def test_build2_opening_paragraphs_word_for_word(built2):
             "tested).\n\n## Shamir's bound") in md
 
 
-def test_build2_untrained_marked(built2, rows2):
+def check_build2_untrained_marked(built2, rows2):
     md, bad = built2.markdown, built2.untrained
     # configurations: plain and shortcut at 2 widths x 2 depths x 2 lrs, residual at depth 2
     assert len(built2.tables["summary"]) == 20
@@ -456,7 +439,7 @@ def test_build2_untrained_marked(built2, rows2):
     assert len(marked) == int(sel["did_not_train"].astype(bool).sum())
 
 
-def test_build2_selected_lrs_by_hand(built2, rows2):
+def check_build2_selected_lrs_by_hand(built2, rows2):
     f = rows2[rows2["step"] == 40]
     means = f.groupby(["variant", "depth", "width", "lr"])["val_acc"].mean()
     sel = built2.tables["selected"]
@@ -472,7 +455,7 @@ def test_build2_selected_lrs_by_hand(built2, rows2):
             t_ci(runs["test_gen_err"], lo=0), rtol=1e-9)
 
 
-def test_build2_residual_pairs_against_scipy(built2, rows2):
+def check_build2_residual_pairs_against_scipy(built2, rows2):
     f = rows2[rows2["step"] == 40]
     sel = built2.tables["selected"]
     t = built2.tables["paired_selected"]
@@ -501,7 +484,7 @@ def test_build2_residual_pairs_against_scipy(built2, rows2):
     assert "| residual win rate | pairs |" in sec
 
 
-def test_build2_per_axis_lines(built2):
+def check_build2_per_axis_lines(built2):
     md = built2.markdown
     sec = md[md.index("## Where the shortcut helps"):md.index("## The teacher")]
     items = [line[2:line.index(":")] for line in sec.splitlines() if line.startswith("- ")]
@@ -511,3 +494,39 @@ def test_build2_per_axis_lines(built2):
             and "\n\n![paired_vs_depth](figures/paired_vs_depth.png)\n\n" in sec
             and sec.endswith("\n\n![heatmap_depth_width](figures/heatmap_depth_width.png)\n\n"))
     assert "- depth, test_loss, residual − plain: the residual network is significantly" in sec
+
+
+# --- the tests: one report each ----------------------------------------------------------------
+
+
+def test_build_report_of_a_finished_sweep(folder, rows):
+    """build(hessians=True) at the defaults: its steps, tables, figures, text and numbers."""
+    told = []
+    built = report.build(folder, hessians=True, progress=told.append), told
+    check_build_names_its_steps_tables_and_figures(built, rows)
+    check_build_markdown_sections_in_order(built)
+    check_build_opening_word_for_word(built)
+    check_build_paired_section_text_word_for_word(built)
+    check_build_selected_table_against_scipy(built, rows)
+    for metric in ("test_acc", "test_loss", "train_loss"):
+        check_build_paired_rows_against_scipy(built, rows, metric)
+        check_build_appendix_rows_every_lr_with_holm(built, rows, metric)
+    check_hessian_table_against_a_numeric_hessian(built, folder, rows)
+
+
+def test_build_at_other_confidence_and_tau(folder, rows):
+    """build at 90% confidence and tau 0.1, without Hessians."""
+    check_build_confidence_and_tau_passed_on(
+        report.build(folder, hessians=False, confidence=0.9, tau=0.1), rows)
+
+
+def test_build_sweep_with_residual_runs_that_did_not_train_and_axes(tmp_path, rows2):
+    out = tmp_path / "build_sweep2"
+    shutil.copytree(SWEEP2, out)
+    built2 = report.build(out, hessians=False)
+    check_build2_tables_figures_and_headings(built2)
+    check_build2_opening_paragraphs_word_for_word(built2)
+    check_build2_untrained_marked(built2, rows2)
+    check_build2_selected_lrs_by_hand(built2, rows2)
+    check_build2_residual_pairs_against_scipy(built2, rows2)
+    check_build2_per_axis_lines(built2)
