@@ -7,6 +7,7 @@ so mutmut can run these tests per mutant (experiments/MUTATION.md). Every number
 against the Parquet chunks read with pyarrow and scipy/statsmodels/NumPy directly.
 """
 
+import json
 import shutil
 from pathlib import Path
 
@@ -274,12 +275,32 @@ def check_build_confidence_and_tau_passed_on(built90, rows):
                                    t_ci(diffs(rows, "test_loss", lr, lr), 0.9)[1:], rtol=1e-9)
 
 
+def check_build_baselines(rep):
+    """The baselines: scikit-learn's logistic regression fitted on the data made again."""
+    from sklearn.linear_model import LogisticRegression
+
+    ds = data_lib.make_synthetic("xor", 0, 80, 30, d=3, noise=0.05)
+    model = LogisticRegression(max_iter=2000).fit(ds.X_train, ds.Y_train)
+    base = rep.tables["baselines"]
+    assert base.columns.tolist() == ["data set", "model", "train acc", "val acc", "test acc"]
+    assert base[["data set", "model"]].values.tolist() == [["xor", "logistic regression"]]
+    want = [model.score(ds.X_train, ds.Y_train), model.score(ds.X_val, ds.Y_val),
+            model.score(ds.X_test, ds.Y_test)]
+    np.testing.assert_allclose(base[["train acc", "val acc", "test acc"]].to_numpy()[0], want,
+                               rtol=1e-12)
+    row = " | ".join(f"{v:.3f}".rstrip("0").rstrip(".") if v != int(v) else f"{v:.1f}"
+                     for v in np.round(want, 3))
+    assert ("\n\n## Baselines on the same splits (scikit-learn)\n\n| data set | model | train acc"
+            " | val acc | test acc |\n|---|---|---|---|---|\n| xor | logistic regression | "
+            f"{row} |\n\nReading: a linear model is what the shortcut alone is; the kit's "
+            "accuracies far below logistic regression would point to a training problem.\n\n"
+            "## Appendix") in rep.markdown
+
+
 # --- the data sets and the Hessians -----------------------------------------------------------
 
 
 def test_datasets_made_again_from_the_config(folder):
-    import json
-
     config = json.loads((folder / "config.json").read_text())["config"]
     (spec, ds, name), = report._datasets(folder, config)
     assert name == "xor"
@@ -484,6 +505,17 @@ def check_build2_residual_pairs_against_scipy(built2, rows2):
     assert "| residual win rate | pairs |" in sec
 
 
+def check_build2_tau_from_the_config(built2, rows2):
+    """tau recorded in config.json (the command line's --tau) is the report's default."""
+    assert "| test_gen_err | steps to train loss ≤ 0.5 |\n" in built2.markdown
+    sel = built2.tables["selected"]
+    for _, r in sel.iterrows():
+        part = rows2[(rows2["variant"] == r["variant"]) & (rows2["depth"] == r["depth"])
+                     & (rows2["width"] == r["width"]) & (rows2["lr"] == r["lr"])]
+        first = part[part["train_loss"] <= 0.5].groupby("seed")["step"].min()
+        assert r["frac_reached"] == len(first) / 3
+
+
 def check_build2_per_axis_lines(built2):
     md = built2.markdown
     sec = md[md.index("## Where the shortcut helps"):md.index("## The teacher")]
@@ -515,15 +547,20 @@ def test_build_report_of_a_finished_sweep(folder, rows):
 
 
 def test_build_at_other_confidence_and_tau(folder, rows):
-    """build at 90% confidence and tau 0.1, without Hessians."""
-    check_build_confidence_and_tau_passed_on(
-        report.build(folder, hessians=False, confidence=0.9, tau=0.1), rows)
+    """build at 90% confidence and tau 0.1, without Hessians, with baselines."""
+    built90 = report.build(folder, hessians=False, confidence=0.9, tau=0.1, baselines=True)
+    check_build_confidence_and_tau_passed_on(built90, rows)
+    check_build_baselines(built90)
 
 
 def test_build_sweep_with_residual_runs_that_did_not_train_and_axes(tmp_path, rows2):
     out = tmp_path / "build_sweep2"
     shutil.copytree(SWEEP2, out)
+    config = json.loads((out / "config.json").read_text())
+    config["config"]["tau"] = 0.5  # as the command line records its --tau
+    (out / "config.json").write_text(json.dumps(config))
     built2 = report.build(out, hessians=False)
+    check_build2_tau_from_the_config(built2, rows2)
     check_build2_tables_figures_and_headings(built2)
     check_build2_opening_paragraphs_word_for_word(built2)
     check_build2_untrained_marked(built2, rows2)
