@@ -532,9 +532,9 @@ def check_build2_per_axis_lines(built2):
 
 
 def test_build_report_of_a_finished_sweep(folder, rows):
-    """build(hessians=True) at the defaults: its steps, tables, figures, text and numbers."""
+    """build at its defaults (Hessians included): its steps, tables, figures, text and numbers."""
     told = []
-    built = report.build(folder, hessians=True, progress=told.append), told
+    built = report.build(folder, progress=told.append), told  # hessians: the default
     check_build_names_its_steps_tables_and_figures(built, rows)
     check_build_markdown_sections_in_order(built)
     check_build_opening_word_for_word(built)
