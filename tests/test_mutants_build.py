@@ -275,6 +275,25 @@ def check_build_confidence_and_tau_passed_on(built90, rows):
                                    t_ci(diffs(rows, "test_loss", lr, lr), 0.9)[1:], rtol=1e-9)
 
 
+def check_build_summary_every_lr(rep, rows, conf, tau):
+    """The summary table: every variant and lr, the report's four metrics and steps to tau."""
+    summ = rep.tables["summary"].sort_values(["variant", "lr"])
+    cols = [c for c in summ.columns if c.endswith(("_mean", "_lo", "_hi"))]
+    assert cols == [f"{m}_{s}" for m in ("val_acc", "test_acc", "test_loss", "train_loss",
+                                         "steps_to_tau") for s in ("mean", "lo", "hi")]
+    assert summ[["variant", "lr"]].values.tolist() == [
+        ["plain", 0.5], ["plain", 2.0], ["shortcut", 0.5], ["shortcut", 2.0]]
+    for _, r in summ.iterrows():
+        for m in ("val_acc", "test_acc", "test_loss", "train_loss"):
+            want = t_ci(run_values(rows, r["variant"], r["lr"], m), conf, 0,
+                        1 if "acc" in m else np.inf)
+            np.testing.assert_allclose([r[f"{m}_mean"], r[f"{m}_lo"], r[f"{m}_hi"]], want,
+                                       rtol=1e-9, err_msg=m)
+        part = rows[(rows["variant"] == r["variant"]) & (rows["lr"] == r["lr"])]
+        first = part[part["train_loss"] <= tau].groupby("seed")["step"].min()
+        assert r["frac_reached"] == len(first) / 4
+
+
 def check_build_baselines(rep):
     """The baselines: scikit-learn's logistic regression fitted on the data made again."""
     from sklearn.linear_model import LogisticRegression
@@ -550,6 +569,7 @@ def test_build_at_other_confidence_and_tau(folder, rows):
     """build at 90% confidence and tau 0.1, without Hessians, with baselines."""
     built90 = report.build(folder, hessians=False, confidence=0.9, tau=0.1, baselines=True)
     check_build_confidence_and_tau_passed_on(built90, rows)
+    check_build_summary_every_lr(built90, rows, 0.9, 0.1)
     check_build_baselines(built90)
 
 
