@@ -535,6 +535,21 @@ def check_build2_tau_from_the_config(built2, rows2):
         assert r["frac_reached"] == len(first) / 3
 
 
+def check_build2_appendix_residual(built2, rows2):
+    """The appendix's residual − plain rows: each width and lr at depth 2, against scipy."""
+    f = rows2[(rows2["step"] == 40) & (rows2["depth"] == 2)]
+    t = built2.tables["paired"]
+    t = t[(t["variant"] == "residual") & (t["metric"] == "test_loss")]
+    assert len(t) == 4
+    for _, r in t.iterrows():
+        def vals(v, r=r):
+            return f[(f["variant"] == v) & (f["width"] == r["width"])
+                     & (f["lr"] == r["lr"])].sort_values("seed")["test_loss"].to_numpy()
+
+        np.testing.assert_allclose([r["diff_mean"], r["diff_lo"], r["diff_hi"]],
+                                   t_ci(vals("residual") - vals("plain")), rtol=1e-9)
+
+
 def check_build2_per_axis_lines(built2):
     md = built2.markdown
     sec = md[md.index("## Where the shortcut helps"):md.index("## The teacher")]
@@ -565,8 +580,14 @@ def test_build_report_of_a_finished_sweep(folder, rows):
     check_hessian_table_against_a_numeric_hessian(built, folder, rows)
 
 
-def test_build_at_other_confidence_and_tau(folder, rows):
-    """build at 90% confidence and tau 0.1, without Hessians, with baselines."""
+def test_build_at_other_confidence_and_tau(tmp_path, rows):
+    """build at 90% confidence and tau 0.1, without Hessians, with baselines, of a folder whose
+    config.json records no variants (an older one: the grid's default)."""
+    folder = tmp_path / "build_sweep"
+    shutil.copytree(SWEEP, folder)
+    config = json.loads((folder / "config.json").read_text())
+    del config["config"]["grid"]["variants"]
+    (folder / "config.json").write_text(json.dumps(config))
     built90 = report.build(folder, hessians=False, confidence=0.9, tau=0.1, baselines=True)
     check_build_confidence_and_tau_passed_on(built90, rows)
     check_build_summary_every_lr(built90, rows, 0.9, 0.1)
@@ -587,3 +608,4 @@ def test_build_sweep_with_residual_runs_that_did_not_train_and_axes(tmp_path, ro
     check_build2_selected_lrs_by_hand(built2, rows2)
     check_build2_residual_pairs_against_scipy(built2, rows2)
     check_build2_per_axis_lines(built2)
+    check_build2_appendix_residual(built2, rows2)
