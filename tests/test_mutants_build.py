@@ -330,8 +330,9 @@ def test_datasets_made_again_from_the_config(folder):
         np.testing.assert_array_equal(getattr(ds, a), getattr(ref, a), err_msg=a)
 
 
-def loss_np(theta, X, Y, d, h, shortcut):
-    """J = mean ½ (y_hat − y)² of the problem's network, parameters flat (W1, b1, W2, b2, W)."""
+def loss_np(theta, X, Y, d, h, shortcut, loss_fn="mse"):
+    """J = mean ½ (y_hat − y)² (or the cross-entropy) of the problem's network, parameters flat
+    (W1, b1, W2, b2, W)."""
     W1 = theta[:h * d].reshape(h, d)
     b1 = theta[h * d:h * d + h]
     W2 = theta[h * d + h:h * d + 2 * h]
@@ -340,6 +341,8 @@ def loss_np(theta, X, Y, d, h, shortcut):
     if shortcut:
         z2 = z2 + X @ theta[h * d + 2 * h + 1:]
     y_hat = 1 / (1 + np.exp(-z2))
+    if loss_fn == "bce":
+        return np.mean(-Y * np.log(y_hat) - (1 - Y) * np.log1p(-y_hat))
     return np.mean(0.5 * (y_hat - Y) ** 2)
 
 
@@ -354,10 +357,10 @@ def fd_hessian(f, theta, eps=1e-4):
     return H
 
 
-def flat_params(saved, variant, lr, seed):
+def flat_params(saved, variant, lr, seed, group=None):
     """The run's final parameters from params.npz, read with NumPy alone, flat in float64."""
-    group = f"xor-s0-n80-d3-noise0.05-{variant}{'-zeros' if variant == 'shortcut' else ''}"
-    group += "-h4-sgd-mse-bfull/"
+    group = group or (f"xor-s0-n80-d3-noise0.05-{variant}"
+                      f"{'-zeros' if variant == 'shortcut' else ''}-h4-sgd-mse-bfull/")
     i, = np.flatnonzero((saved[group + "lr"] == lr) & (saved[group + "seed"] == seed))
     names = ("W1", "b1", "W2", "b2") + (("W",) if variant == "shortcut" else ())
     return np.concatenate([saved[group + n][i].astype(np.float64).ravel() for n in names])
@@ -609,3 +612,40 @@ def test_build_sweep_with_residual_runs_that_did_not_train_and_axes(tmp_path, ro
     check_build2_residual_pairs_against_scipy(built2, rows2)
     check_build2_per_axis_lines(built2)
     check_build2_appendix_residual(built2, rows2)
+
+
+def test_hessian_table_of_bce_runs_against_a_numeric_hessian(tmp_path):
+    """hessian_table itself on sweep 2's depth-1 runs (the cross-entropy, widths 2 and 3; its
+    depth-2 runs would need jax.hessian, which compiles), and of no runs."""
+    from shortcut_jax import results, stats
+
+    folder = tmp_path / "build_sweep2"
+    shutil.copytree(SWEEP2, folder)
+    config = json.loads((folder / "config.json").read_text())["config"]
+    data = report._datasets(folder, config)
+    chosen = stats.best_lr(results.load(folder), "val_acc")
+    chosen = chosen[chosen["depth"] == 1]
+    assert isinstance(chosen["variant"].dtype, pd.CategoricalDtype)  # residual unobserved here
+    hess = report.hessian_table(folder, data, chosen)
+    assert hess.index.equals(pd.RangeIndex(12))
+    assert hess[list(report.CENSUS)].dtypes.eq(np.float64).all()
+    assert sorted(map(tuple, hess[["variant", "width", "seed"]].astype(str).to_numpy())) == [
+        (v, str(w), str(s)) for v in ("plain", "shortcut") for w in (2, 3) for s in range(3)]
+    ds = data_lib.make_synthetic("teacher", 0, 60, 30, d=3)
+    X, Y = np.asarray(ds.X_train, np.float64), np.asarray(ds.Y_train, np.float64)
+    np.testing.assert_array_equal(X, data[0][1].X_train)
+    with np.load(folder / "params.npz") as z:
+        saved = {k: z[k] for k in z.files}
+    for _, r in hess.iterrows():
+        sc, h = r["variant"] == "shortcut", int(r["width"])
+        group = (f"teacher-s0-n60-d3-noise0-tw4-ts0-{r['variant']}{'-zeros' if sc else ''}-h{h}"
+                 "-sgd-bce-bfull/")
+        theta = flat_params(saved, r["variant"], r["lr"], r["seed"], group)
+        assert len(theta) == r["n_params"] == 3 * h + 2 * h + 1 + 3 * sc
+        lam = np.linalg.eigvalsh(fd_hessian(
+            lambda t, sc=sc, h=h: loss_np(t, X, Y, 3, h, sc, "bce"), theta))
+        tol = 1e-6 * np.abs(lam).max()
+        assert r["hess_neg_frac"] == (lam < -tol).sum() / len(lam)
+        assert r["hess_zero"] == round(r["hess_zero_frac"] * len(lam))
+    assert hess["hess_zero"].sum() > 0  # a near-zero eigenvalue somewhere
+    assert report.hessian_table(folder, data, chosen.iloc[:0]).empty
