@@ -124,6 +124,8 @@ def check_build_markdown_sections_in_order(built):
     for i, line in enumerate(lines):  # each heading, table and reading stands apart
         if line.startswith("#"):
             assert lines[i - 1:i + 2:2] == ["", ""] or i == 0 and lines[1] == "", line
+        if line.startswith("Reading: "):
+            assert lines[i - 1] == "" and lines[i - 2].startswith("| "), line
 
 
 def check_build_opening_word_for_word(built):
@@ -524,18 +526,32 @@ def check_build2_residual_pairs_against_scipy(built2, rows2):
         d_at_plain = vals("residual", lr["plain"]) - vals("plain", lr["plain"])
         assert row.endswith(f" | {lr['plain']:g} | {fmt(*t_ci(d_at_plain), 4)} | "
                             f"{row.split(' | ')[-1]}")
-    assert "| residual win rate | pairs |" in sec
+    sec = md[md.index("## Paired differences, residual − plain"):md.index("## Where")]
+    assert sec.count("| residual win rate | pairs |") == 4
+    within = ("the residual network is significantly better in 0 of 2 configurations, "
+              "significantly worse in 0, and within noise in the other 2 (Holm over the 2 "
+              "tested).")
+    assert sec.count(f" |\n\nReading: {within}\nAt the plain network's lr: {within}\n\n") == 4
 
 
 def check_build2_tau_from_the_config(built2, rows2):
     """tau recorded in config.json (the command line's --tau) is the report's default."""
-    assert "| test_gen_err | steps to train loss ≤ 0.5 |\n" in built2.markdown
+    md = built2.markdown
+    assert "| test_gen_err | steps to train loss ≤ 0.3 |\n" in md
     sel = built2.tables["selected"]
-    for _, r in sel.iterrows():
+    lines = md.splitlines()
+    start = lines.index("## The selected configurations")
+    body = [line for line in lines[start:start + 14] if line.startswith("| teacher")]
+    cells = []
+    for (_, r), line in zip(sel.iterrows(), body):
         part = rows2[(rows2["variant"] == r["variant"]) & (rows2["depth"] == r["depth"])
                      & (rows2["width"] == r["width"]) & (rows2["lr"] == r["lr"])]
-        first = part[part["train_loss"] <= 0.5].groupby("seed")["step"].min()
+        first = part[part["train_loss"] <= 0.3].groupby("seed")["step"].min()
         assert r["frac_reached"] == len(first) / 3
+        cells.append(f"{first.mean():.0f} ({len(first) / 3:.0%} reached)" if len(first)
+                     else "never")
+        assert line.endswith(f" | {cells[-1]} |"), line
+    assert "never" in cells and len(set(cells)) > 2
 
 
 def check_build2_appendix_residual(built2, rows2):
@@ -601,7 +617,7 @@ def test_build_sweep_with_residual_runs_that_did_not_train_and_axes(tmp_path, ro
     out = tmp_path / "build_sweep2"
     shutil.copytree(SWEEP2, out)
     config = json.loads((out / "config.json").read_text())
-    config["config"]["tau"] = 0.5  # as the command line records its --tau
+    config["config"]["tau"] = 0.3  # as the command line records its --tau
     (out / "config.json").write_text(json.dumps(config))
     built2 = report.build(out, hessians=False)
     check_build2_tau_from_the_config(built2, rows2)
