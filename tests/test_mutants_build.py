@@ -580,6 +580,34 @@ def check_build2_per_axis_lines(built2):
             and sec.endswith("\n\n![heatmap_depth_width](figures/heatmap_depth_width.png)\n\n"))
     assert "- depth, test_loss, residual − plain: the residual network is significantly" in sec
 
+    def within(n, who="the shortcut is"):
+        return (f"{who} significantly better in 0 of {n} configurations, significantly worse "
+                f"in 0, and within noise in the other {n} (Holm over the {n} tested).")
+
+    # width per data set (1 x 2 widths); depth per width (2 x 2; residual: depth 2 only)
+    for axis, n, n_res in (("width", 2, 2), ("depth", 4, 2)):
+        for m in ("test_acc", "test_loss"):
+            assert f"\n- {axis}, {m}: {within(n)}\n" in sec
+            assert (f"\n- {axis}, {m}, residual − plain: "
+                    f"{within(n_res, 'the residual network is')}\n") in sec
+    lines = sec.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("#"):
+            assert lines[i + 1] == "", line
+    # the figures: each axis against its hue (data set for width, width for the others)
+    def legend(name):
+        return [[t.get_text() for t in a.get_legend().get_texts()] if a.get_legend() else []
+                for a in built2.figures[name].axes]
+
+    def labels(name):
+        return [(a.get_xlabel(), a.get_ylabel()) for a in built2.figures[name].axes]
+
+    assert legend("paired_vs_width") == [["dataset teacher (n=3)"]] * 2
+    assert legend("paired_vs_depth") == [["width 2 (n=3)", "width 3 (n=3)"]] * 2
+    assert [x for x, _ in labels("paired_vs_depth")] == ["depth", "depth"]
+    assert labels("heatmap_depth_width")[0] == ("width", "depth")
+    assert labels("paired_heatmap")[0] == ("width", "lr")
+
 
 # --- the tests: one report each ----------------------------------------------------------------
 
