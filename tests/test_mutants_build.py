@@ -437,6 +437,15 @@ def check_build2_tables_figures_and_headings(built2):
         "![diagnostics](figures/diagnostics.png)\n![paired_heatmap](figures/paired_heatmap.png)\n")
 
 
+def check_build2_linear_bound_table(built2, rows2):
+    """Shamir's table: the shortcut runs of the cross-entropy, counted by hand."""
+    bound = built2.tables["linear_bound"]
+    f = rows2[(rows2["step"] == 40) & (rows2["variant"] == "shortcut")]
+    assert len(bound) == len(f) == 24 and set(bound["data_set"]) == {"teacher"}
+    np.testing.assert_array_equal(np.sort(bound["train_loss"].to_numpy(np.float64)),
+                                  np.sort(f["train_loss"].to_numpy()))
+
+
 def check_build2_opening_paragraphs_word_for_word(built2):
     md = built2.markdown
     assert md.splitlines()[2] == (
@@ -656,6 +665,7 @@ def test_build_sweep_with_residual_runs_that_did_not_train_and_axes(tmp_path, ro
     check_build2_residual_pairs_against_scipy(built2, rows2)
     check_build2_per_axis_lines(built2)
     check_build2_appendix_residual(built2, rows2)
+    check_build2_linear_bound_table(built2, rows2)
 
 
 def test_hessian_table_of_bce_runs_against_a_numeric_hessian(tmp_path):
