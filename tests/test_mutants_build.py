@@ -1,0 +1,705 @@
+"""report.build, report.hessian_table and report._datasets on a tiny finished sweep committed
+under tests/data/build_sweep (84 KB: xor in 3-D, 80 training rows, width 4, lrs 0.5 and 2, 4
+seeds, 300 steps, plain and shortcut; made once by `sj.run_sweep(sj.Grid(datasets=("xor",),
+d=(3,), widths=(4,), lrs=(0.5, 2.0), seeds=4, steps=300, eval_every=100, n_train=80,
+n_test=30), folder)`). Nothing trains and nothing compiles here: the report takes about 0.5 s,
+so mutmut can run these tests per mutant (experiments/MUTATION.md). Every number is checked
+against the Parquet chunks read with pyarrow and scipy/statsmodels/NumPy directly.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from scipy import stats as st
+from statsmodels.stats.multitest import multipletests
+
+from shortcut_jax import data as data_lib
+from shortcut_jax import report
+
+SWEEP = Path(__file__).parent / "data" / "build_sweep"
+STEPS_DONE = 300
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    out = tmp_path_factory.mktemp("b") / "build_sweep"
+    shutil.copytree(SWEEP, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def rows():
+    """Every row of the chunks, read with pyarrow alone."""
+    df = pd.concat([pq.read_table(p).to_pandas() for p in sorted(SWEEP.glob("chunks/*.parquet"))],
+                   ignore_index=True)
+    for c in ("val_acc", "test_acc", "test_loss", "train_loss"):
+        df[c] = df[c].astype(np.float64)
+    return df
+
+
+def final(rows):
+    return rows[rows["step"] == STEPS_DONE]
+
+
+def chosen_lr(rows):
+    """Per variant, the lr of the best mean final validation accuracy (by hand)."""
+    means = final(rows).groupby(["variant", "lr"])["val_acc"].mean()
+    return {v: means[v].idxmax() for v in ("plain", "shortcut")}
+
+
+def t_ci(x, conf=0.95, lo=-np.inf, hi=np.inf):
+    x = np.asarray(x, np.float64)
+    m = x.mean()
+    h = st.t.ppf(0.5 + conf / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+    return m, max(m - h, lo), min(m + h, hi)
+
+
+def fmt(m, lo, hi, digits):
+    return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def run_values(rows, variant, lr, metric):
+    f = final(rows)
+    return f[(f["variant"] == variant) & (f["lr"] == lr)].sort_values("seed")[metric].to_numpy()
+
+
+def diffs(rows, metric, lr_s, lr_p):
+    return run_values(rows, "shortcut", lr_s, metric) - run_values(rows, "plain", lr_p, metric)
+
+
+def wilcoxon_p(d):
+    """scipy's Wilcoxon p: exact without ties or zeros, else the normal approximation (the
+    kit's documented rule)."""
+    a = np.sort(np.abs(d))
+    tied = (a[1:] == a[:-1]).any() or (d == 0).any()
+    return st.wilcoxon(d, method="approx" if tied else "exact").pvalue
+
+
+def md_row(markdown, start):
+    hits = [line for line in markdown.splitlines() if line.startswith(start)]
+    assert hits, start
+    return hits
+
+
+# --- the checks, each called by one of the tests at the end (mutmut maps a function to the
+# tests that call it, and a module fixture's call counts for the first test alone: so each
+# test builds its own report, and every check of that report runs in it)
+
+
+# --- what it read and what it made -----------------------------------------------------------
+
+
+def check_build_names_its_steps_tables_and_figures(built, rows):
+    rep, told = built
+    assert told == list(report.STEPS)
+    assert rep.n_rows == len(rows) == 64  # 2 variants x 2 lrs x 4 seeds x steps 0, 100, 200, 300
+    assert list(rep.tables) == ["summary", "selected", "paired", "paired_selected",
+                                "paired_plain_lr", "hessian"]
+    assert list(rep.figures) == ["acc_vs_width", "learning_curves", "diagnostics"]
+    assert rep.untrained.empty
+    assert rep.tables["selected"]["did_not_train"].tolist() == ["", ""]
+    assert rep.tables["summary"]["did_not_train"].tolist() == ["", "", "", ""]
+
+
+def check_build_markdown_sections_in_order(built):
+    heads = [line for line in built[0].markdown.splitlines() if line.startswith("#")]
+    assert heads == [
+        "# Plain vs shortcut: does the shortcut connection help?",
+        "## The selected configurations",
+        "## Paired differences, shortcut − plain (same seed, each at its chosen lr)",
+        "### test_acc", "### test_loss", "### train_loss",
+        "## Why: singularities of the loss surface at the end of training",
+        "### near-zero eigenvalues, shortcut − plain (same seed)",
+        "### negative eigenvalues, shortcut − plain (same seed)",
+        "### Where the near-zero directions come from: a census of the units",
+        "## Appendix: paired differences at each learning rate of the grid",
+        "### test_acc", "### test_loss", "### train_loss",
+        "## Figures"]
+    lines = built[0].markdown.splitlines()
+    for i, line in enumerate(lines):  # each heading, table and reading stands apart
+        if line.startswith("#"):
+            assert lines[i - 1:i + 2:2] == ["", ""] or i == 0 and lines[1] == "", line
+        if line.startswith("Reading: "):
+            assert lines[i - 1] == "" and lines[i - 2].startswith("| "), line
+
+
+def check_build_opening_word_for_word(built):
+    lines = built[0].markdown.splitlines()
+    assert lines[:6] == [
+        "# Plain vs shortcut: does the shortcut connection help?", "",
+        "Sweep build_sweep: datasets ['xor'], widths [4], learning rates [0.5, 2.0], 4 seeds, "
+        "300 steps of sgd on the mse loss. Plain and shortcut runs of a seed start from the same "
+        "W1, b1, W2, b2 and see the same data and minibatches, so a paired difference is the "
+        "shortcut's.", "",
+        "Learning rates are chosen per variant and configuration by the best mean final "
+        "validation accuracy over seeds; test metrics are reported for the chosen learning rates "
+        "only.",
+        "Intervals are 95% Student-t intervals over seeds (for fractions such as accuracies, "
+        "intersected with [0, 1]); p values from the paired t test and the Wilcoxon signed-rank "
+        "test (– where every pair is equal); intervals of losses, norms, errors and steps are "
+        "bounded below at 0; the win rate is the share of seeds where the shortcut is better "
+        "(lower for losses, errors and eigenvalue fractions; ties count ½). Where a table or "
+        "figure leaves an axis out, a seed's pairs at its values are averaged first."]
+    assert lines[6].startswith(
+        "Holm-adjusted p values are adjusted over the rows of their table (one family per table "
+        "and metric: the configurations it compares). A verdict (significantly better or worse) "
+        "needs both the 95% t interval")
+    assert "below 0.05 (exact" in lines[6]
+    assert lines[7:9] == ["", "## The selected configurations"]
+
+
+def check_build_paired_section_text_word_for_word(built):
+    md = built[0].markdown
+    assert ("## Paired differences, shortcut − plain (same seed, each at its chosen lr)\n\n"
+            "Beside each, both variants at the plain network's chosen lr, so that the "
+            "architecture's effect is not mixed with a different learning rate (every lr of the "
+            "grid: the appendix).\n\n### test_acc\n\n| setting | difference [CI] |") in md
+    within = ("the shortcut is significantly better in 0 of 1 configurations, significantly "
+              "worse in 0, and within noise in the other 1 (Holm over the 1 tested).")
+    assert md.count(f"\nReading: {within}\nAt the plain network's lr: {within}\n\n") == 3
+    assert ("## Appendix: paired differences at each learning rate of the grid\n\nShortcut − "
+            "plain with both variants at the same lr, every lr (Holm over each table's rows)."
+            "\n\n### test_acc\n\n| setting | difference [CI] |") in md
+    assert md.endswith("## Figures\n\n![acc_vs_width](figures/acc_vs_width.png)\n"
+                       "![learning_curves](figures/learning_curves.png)\n"
+                       "![diagnostics](figures/diagnostics.png)\n")
+
+
+# --- the numbers, against scipy ---------------------------------------------------------------
+
+
+def check_build_selected_table_against_scipy(built, rows):
+    rep = built[0]
+    lrs = chosen_lr(rows)
+    sel = rep.tables["selected"].sort_values("variant")
+    assert sel["lr"].tolist() == [lrs["plain"], lrs["shortcut"]]
+    header = md_row(rep.markdown, "| setting | variant | h | lr (chosen) |")[0]
+    assert header == ("| setting | variant | h | lr (chosen) | val_acc | test_acc | test_loss | "
+                      "train_loss | steps to train loss ≤ 0.05 |")
+    for v, name in (("plain", "plain"), ("shortcut", "shortcut (zeros)")):
+        cells = [f"| xor | {name} | 4 | {lrs[v]} |"]
+        r = sel[sel["variant"] == v].iloc[0]
+        for m in ("val_acc", "test_acc", "test_loss", "train_loss"):
+            acc = "acc" in m
+            m_, lo, hi = t_ci(run_values(rows, v, lrs[v], m), lo=0, hi=1 if acc else np.inf)
+            np.testing.assert_allclose([r[f"{m}_mean"], r[f"{m}_lo"], r[f"{m}_hi"]],
+                                       [m_, lo, hi], rtol=1e-9, err_msg=f"{v} {m}")
+            cells.append(f" {fmt(m_, lo, hi, 3 if acc else 4)} |")
+        # steps to train loss <= 0.05: the first evaluated step below, over the runs reaching it
+        part = rows[(rows["variant"] == v) & (rows["lr"] == lrs[v])]
+        first = part[part["train_loss"] <= 0.05].groupby("seed")["step"].min()
+        cells.append(f" {first.mean():.0f} ({len(first) / 4:.0%} reached) |")
+        assert md_row(rep.markdown, f"| xor | {name} | 4 |") == ["".join(cells)]
+
+
+def check_build_paired_rows_against_scipy(built, rows, metric):
+    rep = built[0]
+    lrs = chosen_lr(rows)
+    d = diffs(rows, metric, lrs["shortcut"], lrs["plain"])
+    m, lo, hi = t_ci(d)
+    p_t = st.ttest_rel(run_values(rows, "shortcut", lrs["shortcut"], metric),
+                       run_values(rows, "plain", lrs["plain"], metric)).pvalue
+    p_w = wilcoxon_p(d)
+    t = rep.tables["paired_selected"]
+    r = t[t["metric"] == metric].iloc[0]
+    np.testing.assert_allclose([r["diff_mean"], r["diff_lo"], r["diff_hi"], r["p_ttest"],
+                                r["p_wilcoxon"]], [m, lo, hi, p_t, p_w], rtol=1e-9)
+    assert r["variant"] == "shortcut" and r["n_pairs"] == 4
+    win = np.mean(np.where(d == 0, 0.5, d > 0 if "acc" in metric else d < 0))
+    # the plain network's lr (both variants at it): the same lr here, so the same difference
+    assert lrs["plain"] == lrs["shortcut"]
+    i = rep.markdown.index(f"### {metric}\n")
+    line = rep.markdown[i:].splitlines()[4]
+    assert line.startswith(f"| xor width=4 | {fmt(m, lo, hi, 4)} | {p_t:.3g} | {p_w:.3g} | "
+                           f"{p_t:.3g} | {p_w:.3g} | ")
+    assert line.endswith(f" | {win:.2f} | 4 | {lrs['plain']:g} | {fmt(m, lo, hi, 4)} | "
+                         f"{p_w:.3g} |")
+    plain_lr = rep.tables["paired_plain_lr"]
+    r2 = plain_lr[plain_lr["metric"] == metric].iloc[0]
+    np.testing.assert_allclose([r2["diff_mean"], r2["diff_lo"], r2["diff_hi"]], [m, lo, hi],
+                               rtol=1e-9)
+
+
+def check_build_appendix_rows_every_lr_with_holm(built, rows, metric):
+    rep = built[0]
+    ps_t, ps_w, cis = [], [], []
+    for lr in (0.5, 2.0):
+        d = diffs(rows, metric, lr, lr)
+        cis.append(t_ci(d))
+        ps_t.append(st.ttest_1samp(d, 0).pvalue)
+        ps_w.append(wilcoxon_p(d))
+    holm_t = multipletests(ps_t, method="holm")[1]
+    holm_w = multipletests(ps_w, method="holm")[1]
+    t = rep.tables["paired"]
+    t = t[(t["metric"] == metric) & (t["variant"] == "shortcut")].sort_values("lr")
+    np.testing.assert_allclose(t["p_wilcoxon_holm"], holm_w, rtol=1e-9)
+    np.testing.assert_allclose(t["p_ttest_holm"], holm_t, rtol=1e-9)
+    app = rep.markdown[rep.markdown.index("## Appendix"):]
+    app = app[app.index(f"### {metric}\n"):]
+    for k, lr in enumerate(("0.5", "2")):
+        assert [line for line in app.splitlines()
+                if line.startswith(f"| xor width=4 lr={lr} |")][0].startswith(
+            f"| xor width=4 lr={lr} | {fmt(*cis[k], 4)} | {ps_t[k]:.3g} | {ps_w[k]:.3g} | "
+            f"{holm_t[k]:.3g} | {holm_w[k]:.3g} | ")
+    n = int((np.asarray(ps_w) > 0).sum())
+    assert (f"Reading: the shortcut is significantly better in 0 of 2 configurations, "
+            f"significantly worse in 0, and within noise in the other 2 (Holm over the {n} "
+            f"tested).") in app
+
+
+def check_build_confidence_and_tau_passed_on(built90, rows):
+    md = built90.markdown
+    assert "Intervals are 90% Student-t intervals over seeds" in md
+    assert "needs both the 90% t interval" in md and "below 0.1 (exact" in md
+    assert "| train_loss | steps to train loss ≤ 0.1 |" in md
+    assert "## Why" not in md and "hessian" not in built90.tables
+    lrs = chosen_lr(rows)
+    sel = built90.tables["selected"].sort_values("variant")
+    for v in ("plain", "shortcut"):
+        r = sel[sel["variant"] == v].iloc[0]
+        np.testing.assert_allclose(
+            [r["test_acc_lo"], r["test_acc_hi"]],
+            t_ci(run_values(rows, v, lrs[v], "test_acc"), 0.9, 0, 1)[1:], rtol=1e-9)
+        part = rows[(rows["variant"] == v) & (rows["lr"] == lrs[v])]
+        first = part[part["train_loss"] <= 0.1].groupby("seed")["step"].min()
+        assert r["frac_reached"] == len(first) / 4
+        assert r["steps_to_tau_mean"] == pytest.approx(first.mean(), rel=1e-12)
+    for t in ("paired", "paired_selected", "paired_plain_lr"):
+        tab = built90.tables[t]
+        r = tab[(tab["metric"] == "test_loss") & (tab["variant"] == "shortcut")].iloc[-1]
+        lr = r["lr"] if t == "paired" else lrs["shortcut"]
+        np.testing.assert_allclose([r["diff_lo"], r["diff_hi"]],
+                                   t_ci(diffs(rows, "test_loss", lr, lr), 0.9)[1:], rtol=1e-9)
+
+
+def check_build_summary_every_lr(rep, rows, conf, tau):
+    """The summary table: every variant and lr, the report's four metrics and steps to tau."""
+    summ = rep.tables["summary"].sort_values(["variant", "lr"])
+    cols = [c for c in summ.columns if c.endswith(("_mean", "_lo", "_hi"))]
+    assert cols == [f"{m}_{s}" for m in ("val_acc", "test_acc", "test_loss", "train_loss",
+                                         "steps_to_tau") for s in ("mean", "lo", "hi")]
+    assert summ[["variant", "lr"]].values.tolist() == [
+        ["plain", 0.5], ["plain", 2.0], ["shortcut", 0.5], ["shortcut", 2.0]]
+    for _, r in summ.iterrows():
+        for m in ("val_acc", "test_acc", "test_loss", "train_loss"):
+            want = t_ci(run_values(rows, r["variant"], r["lr"], m), conf, 0,
+                        1 if "acc" in m else np.inf)
+            np.testing.assert_allclose([r[f"{m}_mean"], r[f"{m}_lo"], r[f"{m}_hi"]], want,
+                                       rtol=1e-9, err_msg=m)
+        part = rows[(rows["variant"] == r["variant"]) & (rows["lr"] == r["lr"])]
+        first = part[part["train_loss"] <= tau].groupby("seed")["step"].min()
+        assert r["frac_reached"] == len(first) / 4
+
+
+def check_build_baselines(rep):
+    """The baselines: scikit-learn's logistic regression fitted on the data made again."""
+    from sklearn.linear_model import LogisticRegression
+
+    ds = data_lib.make_synthetic("xor", 0, 80, 30, d=3, noise=0.05)
+    model = LogisticRegression(max_iter=2000).fit(ds.X_train, ds.Y_train)
+    base = rep.tables["baselines"]
+    assert base.columns.tolist() == ["data set", "model", "train acc", "val acc", "test acc"]
+    assert base[["data set", "model"]].values.tolist() == [["xor", "logistic regression"]]
+    want = [model.score(ds.X_train, ds.Y_train), model.score(ds.X_val, ds.Y_val),
+            model.score(ds.X_test, ds.Y_test)]
+    np.testing.assert_allclose(base[["train acc", "val acc", "test acc"]].to_numpy()[0], want,
+                               rtol=1e-12)
+    row = " | ".join(f"{v:.3f}".rstrip("0").rstrip(".") if v != int(v) else f"{v:.1f}"
+                     for v in np.round(want, 3))
+    assert ("\n\n## Baselines on the same splits (scikit-learn)\n\n| data set | model | train acc"
+            " | val acc | test acc |\n|---|---|---|---|---|\n| xor | logistic regression | "
+            f"{row} |\n\nReading: a linear model is what the shortcut alone is; the kit's "
+            "accuracies far below logistic regression would point to a training problem.\n\n"
+            "## Appendix") in rep.markdown
+
+
+# --- the data sets and the Hessians -----------------------------------------------------------
+
+
+def test_datasets_made_again_from_the_config(folder):
+    config = json.loads((folder / "config.json").read_text())["config"]
+    (spec, ds, name), = report._datasets(folder, config)
+    assert name == "xor"
+    assert spec == {"dataset": "xor", "data_seed": 0, "n_train": 80, "d": 3, "noise": 0.05,
+                    "linear_weight": None, "teacher_width": None, "teacher_shortcut": None}
+    ref = data_lib.make_synthetic("xor", 0, 80, 30, d=3, noise=0.05)
+    for a in ("X_train", "Y_train", "X_val", "Y_val", "X_test", "Y_test"):
+        np.testing.assert_array_equal(getattr(ds, a), getattr(ref, a), err_msg=a)
+
+
+def loss_np(theta, X, Y, d, h, shortcut, loss_fn="mse"):
+    """J = mean ½ (y_hat − y)² (or the cross-entropy) of the problem's network, parameters flat
+    (W1, b1, W2, b2, W)."""
+    W1 = theta[:h * d].reshape(h, d)
+    b1 = theta[h * d:h * d + h]
+    W2 = theta[h * d + h:h * d + 2 * h]
+    b2 = theta[h * d + 2 * h]
+    z2 = np.maximum(X @ W1.T + b1, 0) @ W2 + b2
+    if shortcut:
+        z2 = z2 + X @ theta[h * d + 2 * h + 1:]
+    y_hat = 1 / (1 + np.exp(-z2))
+    if loss_fn == "bce":
+        return np.mean(-Y * np.log(y_hat) - (1 - Y) * np.log1p(-y_hat))
+    return np.mean(0.5 * (y_hat - Y) ** 2)
+
+
+def fd_hessian(f, theta, eps=1e-4):
+    P = len(theta)
+    H = np.empty((P, P))
+    E = np.eye(P) * eps
+    for i in range(P):
+        for j in range(i, P):
+            H[i, j] = H[j, i] = (f(theta + E[i] + E[j]) - f(theta + E[i] - E[j])
+                                 - f(theta - E[i] + E[j]) + f(theta - E[i] - E[j])) / (4 * eps**2)
+    return H
+
+
+def flat_params(saved, variant, lr, seed, group=None):
+    """The run's final parameters from params.npz, read with NumPy alone, flat in float64."""
+    group = group or (f"xor-s0-n80-d3-noise0.05-{variant}"
+                      f"{'-zeros' if variant == 'shortcut' else ''}-h4-sgd-mse-bfull/")
+    i, = np.flatnonzero((saved[group + "lr"] == lr) & (saved[group + "seed"] == seed))
+    names = ("W1", "b1", "W2", "b2") + (("W",) if variant == "shortcut" else ())
+    return np.concatenate([saved[group + n][i].astype(np.float64).ravel() for n in names])
+
+
+def check_hessian_table_against_a_numeric_hessian(built, folder, rows):
+    hess = built[0].tables["hessian"].sort_values(["variant", "seed"]).reset_index(drop=True)
+    lrs = chosen_lr(rows)
+    assert hess["variant"].tolist() == ["plain"] * 4 + ["shortcut"] * 4
+    assert hess["seed"].tolist() == [0, 1, 2, 3] * 2
+    assert hess["lr"].tolist() == [lrs["plain"]] * 4 + [lrs["shortcut"]] * 4
+    assert (hess["step"] == STEPS_DONE).all() and (hess["width"] == 4).all()
+    assert hess["n_params"].tolist() == [3 * 4 + 4 + 4 + 1] * 4 + [3 * 4 + 4 + 4 + 1 + 3] * 4
+    ds = data_lib.make_synthetic("xor", 0, 80, 30, d=3, noise=0.05)
+    X, Y = np.asarray(ds.X_train, np.float64), np.asarray(ds.Y_train, np.float64)
+    with np.load(folder / "params.npz") as z:
+        saved = {k: z[k] for k in z.files}
+    for _, r in hess.iterrows():
+        sc = r["variant"] == "shortcut"
+        theta = flat_params(saved, r["variant"], r["lr"], r["seed"])
+        assert len(theta) == r["n_params"]
+        lam = np.linalg.eigvalsh(fd_hessian(lambda t, sc=sc: loss_np(t, X, Y, 3, 4, sc), theta))
+        tol = 1e-6 * np.abs(lam).max()
+        P = len(lam)
+        assert r["hess_neg_frac"] == (lam < -tol).sum() / P
+        assert r["hess_zero_frac"] == (np.abs(lam) <= tol).sum() / P
+        assert r["hess_zero"] == (np.abs(lam) <= tol).sum()
+
+
+# --- a second sweep: teacher data, bce, widths 2 and 3, depths 1 and 2, a residual variant ----
+# tests/data/build_sweep2 (328 KB): sj.run_sweep(sj.Grid(datasets=("teacher",), variants=(
+# "plain", "shortcut", "residual"), depths=(1, 2), loss_fns=("bce",), widths=(2, 3), lrs=(0.05,
+# 1.0), seeds=3, steps=40, eval_every=20, n_train=60, n_test=30, d=(3,)), folder): runs that
+# did not train, two varied axes, the teacher's and Shamir's sections. About 2.2 s to build.
+
+SWEEP2 = Path(__file__).parent / "data" / "build_sweep2"
+
+
+@pytest.fixture(scope="module")
+def rows2():
+    df = pd.concat([pq.read_table(p).to_pandas()
+                    for p in sorted(SWEEP2.glob("chunks/*.parquet"))], ignore_index=True)
+    for c in ("val_acc", "test_acc", "test_loss", "train_loss", "test_gen_err"):
+        df[c] = df[c].astype(np.float64)
+    return df
+
+
+def check_build2_tables_figures_and_headings(built2):
+    assert list(built2.tables) == ["summary", "selected", "paired", "paired_selected",
+                                   "untrained", "paired_plain_lr", "linear_bound"]
+    assert list(built2.figures) == ["paired_vs_width", "paired_vs_depth", "heatmap_depth_width",
+                                    "acc_vs_width", "learning_curves", "diagnostics",
+                                    "paired_heatmap"]
+    heads = [line for line in built2.markdown.splitlines() if line.startswith("#")]
+    per_metric = ["### test_acc", "### test_loss", "### train_loss", "### test_gen_err"]
+    assert heads == [
+        "# Plain vs shortcut: does the shortcut connection help?",
+        "## Runs that did not train", "## The selected configurations",
+        "## Paired differences, shortcut − plain (same seed, each at its chosen lr)",
+        *per_metric,
+        "## Paired differences, residual − plain (same seed, each at its chosen lr)",
+        *per_metric,
+        "## Where the shortcut helps: each varied axis",
+        "## The teacher: generalisation error",
+        "## Shamir's bound: the shortcut network against the best linear predictor",
+        "## Appendix: paired differences at each learning rate of the grid",
+        *per_metric, *[f"{h}, residual − plain" for h in per_metric],
+        "## Figures"]
+    assert built2.markdown.endswith(
+        "## Figures\n\n![acc_vs_width](figures/acc_vs_width.png)\n"
+        "![learning_curves](figures/learning_curves.png)\n"
+        "![diagnostics](figures/diagnostics.png)\n![paired_heatmap](figures/paired_heatmap.png)\n")
+
+
+def check_build2_linear_bound_table(built2, rows2):
+    """Shamir's table: the shortcut runs of the cross-entropy, counted by hand."""
+    bound = built2.tables["linear_bound"]
+    f = rows2[(rows2["step"] == 40) & (rows2["variant"] == "shortcut")]
+    assert len(bound) == len(f) == 24 and set(bound["data_set"]) == {"teacher"}
+    np.testing.assert_array_equal(np.sort(bound["train_loss"].to_numpy(np.float64)),
+                                  np.sort(f["train_loss"].to_numpy()))
+
+
+def check_build2_opening_paragraphs_word_for_word(built2):
+    md = built2.markdown
+    assert md.splitlines()[2] == (
+        "Sweep build_sweep2: datasets ['teacher'], widths [2, 3], learning rates [0.05, 1.0], 3 "
+        "seeds, 40 steps of sgd on the bce loss; varied axes: width, depth. Plain and shortcut "
+        "runs of a seed start from the same W1, b1, W2, b2 and see the same data and minibatches,"
+        " so a paired difference is the shortcut's.")
+    assert ("\n\nresidual at depth 1 left out: a depth-1 network has no skip between hidden "
+            "layers (it is the plain network there).\n\nThe paired sections take each variant "
+            "− plain at each depth and activation (shortcut − plain first, the skips between "
+            "hidden layers in sections of their own); the figures per axis and the heatmaps "
+            "show shortcut − plain; the decision boundaries cover the problem's network (depth "
+            "1, relu) only. Hessians: by hand for the problem's network, by jax.hessian in "
+            "float64 for the others.\n\n## Runs that did not train\n\n") in md
+    assert ("## Appendix: paired differences at each learning rate of the grid\n\nShortcut − "
+            "plain, residual − plain with both variants at the same lr, every lr (Holm over "
+            "each table's rows).\n\n") in md
+    assert ("## The teacher: generalisation error\n\ntest_gen_err = mean over test inputs of ½ "
+            "(ŷ − p_teacher)², the student's distance from the teacher's noiseless output.\n\n"
+            "Reading: the shortcut is significantly better in 0 of 4 configurations, "
+            "significantly worse in 0, and within noise in the other 4 (Holm over the 4 "
+            "tested).\n\n## Shamir's bound") in md
+
+
+def check_build2_untrained_marked(built2, rows2):
+    md, bad = built2.markdown, built2.untrained
+    # configurations: plain and shortcut at 2 widths x 2 depths x 2 lrs, residual at depth 2
+    assert len(built2.tables["summary"]) == 20
+    assert f"\n\n{len(bad)} of 20 configurations did not train: " in md
+    assert len(bad) == len(built2.tables["untrained"]) > 0
+    sel = built2.tables["selected"]
+    key = ["variant", "width", "depth", "lr"]
+    flagged = set(map(tuple, bad[key].astype(str).to_numpy()))
+    for _, r in sel.iterrows():
+        assert bool(r["did_not_train"]) == (tuple(r[key].astype(str)) in flagged)
+    assert sel["did_not_train"].astype(bool).any() and not sel["did_not_train"].astype(bool).all()
+    summary = built2.tables["summary"]
+    assert summary["did_not_train"].astype(bool).sum() == len(bad)
+    assert "\n\n⚠: did not train (see Runs that did not train).\n\n" in md
+    lines = md.splitlines()
+    start = lines.index("## The selected configurations")
+    body = [line for line in lines[start:start + 14] if line.startswith("| teacher")]
+    assert len(body) == len(sel) == 10
+    for line, flag in zip(body, sel["did_not_train"].astype(bool)):  # the table's row order
+        assert (" ⚠ | " in line) == flag, line
+
+
+def check_build2_selected_lrs_by_hand(built2, rows2):
+    f = rows2[rows2["step"] == 40]
+    means = f.groupby(["variant", "depth", "width", "lr"])["val_acc"].mean()
+    sel = built2.tables["selected"]
+    assert len(sel) == 10
+    for _, r in sel.iterrows():
+        m = means[(r["variant"], r["depth"], r["width"])]
+        best = m[m == m.max()].index.min()  # ties: the smaller lr
+        assert r["lr"] == best, (r["variant"], r["depth"], r["width"])
+        runs = f[(f["variant"] == r["variant"]) & (f["depth"] == r["depth"])
+                 & (f["width"] == r["width"]) & (f["lr"] == best)]
+        np.testing.assert_allclose(
+            [r["test_gen_err_mean"], r["test_gen_err_lo"], r["test_gen_err_hi"]],
+            t_ci(runs["test_gen_err"], lo=0), rtol=1e-9)
+
+
+def check_build2_residual_pairs_against_scipy(built2, rows2):
+    f = rows2[rows2["step"] == 40]
+    sel = built2.tables["selected"]
+    t = built2.tables["paired_selected"]
+    md = built2.markdown
+    sec = md[md.index("## Paired differences, residual − plain"):]
+    sec = sec[sec.index("### test_loss\n"):]
+    for width in (2, 3):
+        lr = {v: sel[(sel["variant"] == v) & (sel["depth"] == 2) & (sel["width"] == width)]
+              ["lr"].item() for v in ("plain", "residual")}
+
+        def vals(v, lr_v, w=width):
+            return f[(f["variant"] == v) & (f["depth"] == 2) & (f["width"] == w)
+                     & (f["lr"] == lr_v)].sort_values("seed")["test_loss"].to_numpy()
+
+        d = vals("residual", lr["residual"]) - vals("plain", lr["plain"])
+        r = t[(t["variant"] == "residual") & (t["metric"] == "test_loss")
+              & (t["width"] == width)].iloc[0]
+        np.testing.assert_allclose([r["diff_mean"], r["diff_lo"], r["diff_hi"], r["p_ttest"]],
+                                   [*t_ci(d), st.ttest_1samp(d, 0).pvalue], rtol=1e-9)
+        row = [line for line in sec.splitlines()
+               if line.startswith(f"| teacher width={width} depth=2 |")][0]
+        assert row.startswith(f"| teacher width={width} depth=2 | {fmt(*t_ci(d), 4)} | ")
+        d_at_plain = vals("residual", lr["plain"]) - vals("plain", lr["plain"])
+        assert row.endswith(f" | {lr['plain']:g} | {fmt(*t_ci(d_at_plain), 4)} | "
+                            f"{row.split(' | ')[-1]}")
+    sec = md[md.index("## Paired differences, residual − plain"):md.index("## Where")]
+    assert sec.count("| residual win rate | pairs |") == 4
+    within = ("the residual network is significantly better in 0 of 2 configurations, "
+              "significantly worse in 0, and within noise in the other 2 (Holm over the 2 "
+              "tested).")
+    assert sec.count(f" |\n\nReading: {within}\nAt the plain network's lr: {within}\n\n") == 4
+
+
+def check_build2_tau_from_the_config(built2, rows2):
+    """tau recorded in config.json (the command line's --tau) is the report's default."""
+    md = built2.markdown
+    assert "| test_gen_err | steps to train loss ≤ 0.3 |\n" in md
+    sel = built2.tables["selected"]
+    lines = md.splitlines()
+    start = lines.index("## The selected configurations")
+    body = [line for line in lines[start:start + 14] if line.startswith("| teacher")]
+    cells = []
+    for (_, r), line in zip(sel.iterrows(), body):
+        part = rows2[(rows2["variant"] == r["variant"]) & (rows2["depth"] == r["depth"])
+                     & (rows2["width"] == r["width"]) & (rows2["lr"] == r["lr"])]
+        first = part[part["train_loss"] <= 0.3].groupby("seed")["step"].min()
+        assert r["frac_reached"] == len(first) / 3
+        cells.append(f"{first.mean():.0f} ({len(first) / 3:.0%} reached)" if len(first)
+                     else "never")
+        assert line.endswith(f" | {cells[-1]} |"), line
+    assert "never" in cells and len(set(cells)) > 2
+
+
+def check_build2_appendix_residual(built2, rows2):
+    """The appendix's residual − plain rows: each width and lr at depth 2, against scipy."""
+    f = rows2[(rows2["step"] == 40) & (rows2["depth"] == 2)]
+    t = built2.tables["paired"]
+    t = t[(t["variant"] == "residual") & (t["metric"] == "test_loss")]
+    assert len(t) == 4
+    for _, r in t.iterrows():
+        def vals(v, r=r):
+            return f[(f["variant"] == v) & (f["width"] == r["width"])
+                     & (f["lr"] == r["lr"])].sort_values("seed")["test_loss"].to_numpy()
+
+        np.testing.assert_allclose([r["diff_mean"], r["diff_lo"], r["diff_hi"]],
+                                   t_ci(vals("residual") - vals("plain")), rtol=1e-9)
+
+
+def check_build2_per_axis_lines(built2):
+    md = built2.markdown
+    sec = md[md.index("## Where the shortcut helps"):md.index("## The teacher")]
+    items = [line[2:line.index(":")] for line in sec.splitlines() if line.startswith("- ")]
+    assert items == [f"{a}, {m}{v}" for a in ("width", "depth") for v in ("", ", residual − plain")
+                     for m in ("test_acc", "test_loss")]
+    assert ("\n\n![paired_vs_width](figures/paired_vs_width.png)\n\n" in sec
+            and "\n\n![paired_vs_depth](figures/paired_vs_depth.png)\n\n" in sec
+            and sec.endswith("\n\n![heatmap_depth_width](figures/heatmap_depth_width.png)\n\n"))
+    assert "- depth, test_loss, residual − plain: the residual network is significantly" in sec
+
+    def within(n, who="the shortcut is"):
+        return (f"{who} significantly better in 0 of {n} configurations, significantly worse "
+                f"in 0, and within noise in the other {n} (Holm over the {n} tested).")
+
+    # width per data set (1 x 2 widths); depth per width (2 x 2; residual: depth 2 only)
+    for axis, n, n_res in (("width", 2, 2), ("depth", 4, 2)):
+        for m in ("test_acc", "test_loss"):
+            assert f"\n- {axis}, {m}: {within(n)}\n" in sec
+            assert (f"\n- {axis}, {m}, residual − plain: "
+                    f"{within(n_res, 'the residual network is')}\n") in sec
+    lines = sec.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("#"):
+            assert lines[i + 1] == "", line
+    # the figures: each axis against its hue (data set for width, width for the others)
+    def legend(name):
+        return [[t.get_text() for t in a.get_legend().get_texts()] if a.get_legend() else []
+                for a in built2.figures[name].axes]
+
+    def labels(name):
+        return [(a.get_xlabel(), a.get_ylabel()) for a in built2.figures[name].axes]
+
+    assert legend("paired_vs_width") == [["dataset teacher (n=3)"]] * 2
+    assert legend("paired_vs_depth") == [["width 2 (n=3)", "width 3 (n=3)"]] * 2
+    assert [x for x, _ in labels("paired_vs_depth")] == ["depth", "depth"]
+    assert labels("heatmap_depth_width")[0] == ("width", "depth")
+    assert labels("paired_heatmap")[0] == ("width", "lr")
+
+
+# --- the tests: one report each ----------------------------------------------------------------
+
+
+def test_build_report_of_a_finished_sweep(folder, rows):
+    """build at its defaults (Hessians included): its steps, tables, figures, text and numbers."""
+    told = []
+    built = report.build(folder, progress=told.append), told  # hessians: the default
+    check_build_names_its_steps_tables_and_figures(built, rows)
+    check_build_markdown_sections_in_order(built)
+    check_build_opening_word_for_word(built)
+    check_build_paired_section_text_word_for_word(built)
+    check_build_selected_table_against_scipy(built, rows)
+    for metric in ("test_acc", "test_loss", "train_loss"):
+        check_build_paired_rows_against_scipy(built, rows, metric)
+        check_build_appendix_rows_every_lr_with_holm(built, rows, metric)
+    check_hessian_table_against_a_numeric_hessian(built, folder, rows)
+
+
+def test_build_at_other_confidence_and_tau(tmp_path, rows):
+    """build at 90% confidence and tau 0.1, without Hessians, with baselines, of a folder whose
+    config.json records no variants (an older one: the grid's default)."""
+    folder = tmp_path / "build_sweep"
+    shutil.copytree(SWEEP, folder)
+    config = json.loads((folder / "config.json").read_text())
+    del config["config"]["grid"]["variants"]
+    (folder / "config.json").write_text(json.dumps(config))
+    built90 = report.build(folder, hessians=False, confidence=0.9, tau=0.1, baselines=True)
+    check_build_confidence_and_tau_passed_on(built90, rows)
+    check_build_summary_every_lr(built90, rows, 0.9, 0.1)
+    check_build_baselines(built90)
+
+
+def test_build_sweep_with_residual_runs_that_did_not_train_and_axes(tmp_path, rows2):
+    out = tmp_path / "build_sweep2"
+    shutil.copytree(SWEEP2, out)
+    config = json.loads((out / "config.json").read_text())
+    config["config"]["tau"] = 0.3  # as the command line records its --tau
+    (out / "config.json").write_text(json.dumps(config))
+    built2 = report.build(out, hessians=False)
+    check_build2_tau_from_the_config(built2, rows2)
+    check_build2_tables_figures_and_headings(built2)
+    check_build2_opening_paragraphs_word_for_word(built2)
+    check_build2_untrained_marked(built2, rows2)
+    check_build2_selected_lrs_by_hand(built2, rows2)
+    check_build2_residual_pairs_against_scipy(built2, rows2)
+    check_build2_per_axis_lines(built2)
+    check_build2_appendix_residual(built2, rows2)
+    check_build2_linear_bound_table(built2, rows2)
+
+
+def test_hessian_table_of_bce_runs_against_a_numeric_hessian(tmp_path):
+    """hessian_table itself on sweep 2's depth-1 runs (the cross-entropy, widths 2 and 3; its
+    depth-2 runs would need jax.hessian, which compiles), and of no runs."""
+    from shortcut_jax import results, stats
+
+    folder = tmp_path / "build_sweep2"
+    shutil.copytree(SWEEP2, folder)
+    config = json.loads((folder / "config.json").read_text())["config"]
+    data = report._datasets(folder, config)
+    chosen = stats.best_lr(results.load(folder), "val_acc")
+    chosen = chosen[chosen["depth"] == 1]
+    assert isinstance(chosen["variant"].dtype, pd.CategoricalDtype)  # residual unobserved here
+    hess = report.hessian_table(folder, data, chosen)
+    assert hess.index.equals(pd.RangeIndex(12))
+    assert hess[list(report.CENSUS)].dtypes.eq(np.float64).all()
+    assert sorted(map(tuple, hess[["variant", "width", "seed"]].astype(str).to_numpy())) == [
+        (v, str(w), str(s)) for v in ("plain", "shortcut") for w in (2, 3) for s in range(3)]
+    ds = data_lib.make_synthetic("teacher", 0, 60, 30, d=3)
+    X, Y = np.asarray(ds.X_train, np.float64), np.asarray(ds.Y_train, np.float64)
+    np.testing.assert_array_equal(X, data[0][1].X_train)
+    with np.load(folder / "params.npz") as z:
+        saved = {k: z[k] for k in z.files}
+    for _, r in hess.iterrows():
+        sc, h = r["variant"] == "shortcut", int(r["width"])
+        group = (f"teacher-s0-n60-d3-noise0-tw4-ts0-{r['variant']}{'-zeros' if sc else ''}-h{h}"
+                 "-sgd-bce-bfull/")
+        theta = flat_params(saved, r["variant"], r["lr"], r["seed"], group)
+        assert len(theta) == r["n_params"] == 3 * h + 2 * h + 1 + 3 * sc
+        lam = np.linalg.eigvalsh(fd_hessian(
+            lambda t, sc=sc, h=h: loss_np(t, X, Y, 3, h, sc, "bce"), theta))
+        tol = 1e-6 * np.abs(lam).max()
+        assert r["hess_neg_frac"] == (lam < -tol).sum() / len(lam)
+        assert r["hess_zero"] == round(r["hess_zero_frac"] * len(lam))
+    assert hess["hess_zero"].sum() > 0  # a near-zero eigenvalue somewhere
+    assert report.hessian_table(folder, data, chosen.iloc[:0]).empty
