@@ -813,8 +813,8 @@ def load(folder: str | Path, columns: Sequence[str] | None = None, **selectors):
         where = cond if where is None else where & cond
     read = [c for c in names if c in wanted or c in selectors]
     # one thread: on a busy 2-core machine pyarrow's threads made a whole read 2-3x slower;
-    # the system allocator: pyarrow's default (mimalloc) kept the read's freed pages (the
-    # process held ~300 MB more after loading 1,081,344 rows) and read them 2-3x slower
+    # the system allocator: pyarrow's default (mimalloc) kept the read's freed pages and read
+    # slower (experiments/BENCHMARKS.md)
     scanner = data.scanner(columns=read, filter=where, use_threads=False, batch_readahead=1,
                            fragment_readahead=1, memory_pool=pa.system_memory_pool())
     frame = _Frame(wanted, scanner.count_rows(), table["categories"])
@@ -830,10 +830,15 @@ def load(folder: str | Path, columns: Sequence[str] | None = None, **selectors):
     return frame.frame()
 
 
+def _size_order(b: str) -> tuple[bool, int]:
+    """Sort key of batch_size names: sizes in increasing order, "full" last."""
+    return (b == "full", int(b) if b != "full" else 0)
+
+
 class _Frame:
     """load's DataFrame built in place: each column's array allocated once at its final size
-    and filled batch by batch, so that reading holds one batch beside the frame (a whole-table
-    read, then pandas' conversion, peaked ~400 MB above a 1,081,344-row frame of 190 MB).
+    and filled batch by batch, so that reading holds one batch beside the frame, not the whole
+    table in Arrow beside its pandas copy (experiments/BENCHMARKS.md).
     Names (categories: the whole table's values, sorted; batch sizes in size order; shortcut_init
     NA for plain runs) as categoricals, NULLABLE_INTEGER as Int64, metrics float64."""
 
@@ -843,9 +848,7 @@ class _Frame:
         self.n, self.at = n, 0
         self.categories = {}
         for c in CATEGORICAL:
-            cats = sorted(categories[c])
-            if c == "batch_size":
-                cats = sorted(cats, key=lambda b: (b == "full", int(b) if b != "full" else 0))
+            cats = sorted(categories[c], key=_size_order if c == "batch_size" else None)
             self.categories[c] = pd.Index(cats)
         self.values = {c: np.empty(n, np.int32 if c in CATEGORICAL else np.int64
                                    if c in (*INTEGER, *NULLABLE_INTEGER, "run") else np.float64)
@@ -960,8 +963,7 @@ def _load_csv(f: RunFolder, columns: Sequence[str] | None, selectors: dict[str, 
             df[c] = df[c].astype(dtypes[c])
     df["shortcut_init"] = df["shortcut_init"].cat.remove_categories(
         [c for c in df["shortcut_init"].cat.categories if c == ""])
-    sizes = sorted(df["batch_size"].cat.categories, key=lambda b: (b == "full", int(b)
-                                                                   if b != "full" else 0))
+    sizes = sorted(df["batch_size"].cat.categories, key=_size_order)
     df["batch_size"] = df["batch_size"].cat.reorder_categories(sizes, ordered=True)
     keys = pd.util.hash_pandas_object(df[list(ID_COLUMNS[:-1])], index=False)
     df.insert(len(ID_COLUMNS), "run", pd.factorize(keys)[0].astype("int64"))
@@ -1078,14 +1080,15 @@ def _params_rows(groups: dict[tuple, list[tuple[str, Any]]], rows) -> tuple[np.n
     params.npz does not hold is a ValueError naming it."""
     import pandas as pd
 
-    config = [c for c in ID_COLUMNS[:-1] if c not in ("lr", "seed")]
-    ids = pd.util.hash_pandas_object(rows[config], index=False).to_numpy()
+    keys = rows[list(ID_COLUMNS[:-1])]
+    config = [c for c in keys.columns if c not in ("lr", "seed")]
+    ids = pd.util.hash_pandas_object(keys[config], index=False).to_numpy()
+    lrs, seeds = keys["lr"].to_numpy(np.float64), keys["seed"].to_numpy()
     group_of, row_of = np.empty(len(rows), object), np.full(len(rows), -1)
     for h in dict.fromkeys(ids):
         at = ids == h
-        first = rows[list(ID_COLUMNS[:-1])].iloc[int(np.argmax(at))]
-        runs = pd.MultiIndex.from_arrays([rows["lr"].to_numpy(np.float64)[at],
-                                          rows["seed"].to_numpy()[at]])
+        first = keys.iloc[int(np.argmax(at))]
+        runs = pd.MultiIndex.from_arrays([lrs[at], seeds[at]])
         for group, index in groups.get(_key({**first, "lr": None, "seed": None}), []):
             found = index.get_indexer(runs)
             take = found >= 0
@@ -1093,7 +1096,7 @@ def _params_rows(groups: dict[tuple, list[tuple[str, Any]]], rows) -> tuple[np.n
             group_of[picked], row_of[picked] = group, found[take]
         missing = at & (row_of < 0)
         if missing.any():
-            run = rows[list(ID_COLUMNS[:-1])].iloc[int(np.argmax(missing))].to_dict()
+            run = keys.iloc[int(np.argmax(missing))].to_dict()
             raise ValueError(f"rows: params.npz holds no run {run}; expected rows of "
                              "load(folder) of the same folder")
     return group_of, row_of

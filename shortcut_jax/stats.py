@@ -35,6 +35,8 @@ RUN_KEYS = [c for c in ID_COLUMNS if c != "step"]
 CONFIG_KEYS = [c for c in RUN_KEYS if c != "seed"]
 """The columns that identify a configuration (its runs differ only in seed)."""
 STEPS = "steps_to_tau"
+VERSUS = ("shortcut", "residual", "residual+shortcut")
+"""The variants a paired difference takes against plain."""
 POWER = 0.8
 """The power at which a paired table states its smallest detectable difference."""
 EXACT_MAX_N = 50
