@@ -197,6 +197,7 @@ def paired(df: pd.DataFrame, metric: str = "test_acc", by: Sequence[str] | None 
     `variant`: the variant taken against plain ("shortcut", "residual", "residual+shortcut");
     the columns keep the names mean_shortcut and win_rate for it.
     """
+    _check_variant(variant)
     if metric == STEPS and STEPS not in df.columns:
         if tau is None:
             raise ValueError(f"tau: needed for metric {STEPS!r}")
@@ -278,12 +279,19 @@ def detectable(diff, level: float = 0.05, power: float = POWER) -> float:
     return _effect_size(int(d.size), float(level), float(power)) * float(d.std(ddof=1))
 
 
+def _check_variant(variant: str) -> None:
+    if variant not in VERSUS:
+        raise ValueError(f"variant: expected one of {VERSUS} (each taken against plain), got "
+                         f"{variant!r}")
+
+
 def paired_selected(df: pd.DataFrame, metric: str, by: Sequence[str],
                     select_by: str = "val_acc", confidence: float = 0.95,
                     variant: str = "shortcut") -> pd.DataFrame:
     """paired(...) of `variant` − plain grouped by `by` with each variant at its
     validation-selected lr (best_lr) unless lr is one of `by`; a seed's pairs at the other
     axes' values are averaged."""
+    _check_variant(variant)
     if "lr" in by:
         return paired(df, metric, by=by, confidence=confidence, variant=variant)
     return paired(best_lr(df, select_by), metric, by=by, confidence=confidence, ignore=("lr",),
@@ -297,6 +305,7 @@ def paired_at_plain_lr(df: pd.DataFrame, metric: str, select_by: str = "val_acc"
     learning rate (best_lr of the plain runs, per configuration): the architecture's effect at a
     learning rate both share, to set beside the comparison at each variant's own choice. Its lr
     column is that rate; the family of its Holm adjustment is its rows."""
+    _check_variant(variant)
     if metric == STEPS and STEPS not in df.columns:
         if tau is None:
             raise ValueError(f"tau: needed for metric {STEPS!r}")

@@ -132,6 +132,14 @@ def test_format_ci_and_metric_directions():
         stats.higher_is_better("dead_frac")
     with pytest.raises(ValueError, match=r"metric: 'nope' is not a column"):
         stats.paired(runs({("plain", 0): {"test_acc": 1.0}}), "nope")
+    one = runs({("plain", 0): {"test_acc": 1.0}})
+    for call in (lambda: stats.paired(one, "test_acc", variant="resnet"),
+                 lambda: stats.paired_selected(one, "test_acc", ["width"], variant="resnet"),
+                 lambda: stats.paired_at_plain_lr(one, "test_acc", variant="resnet")):
+        with pytest.raises(ValueError, match=r"variant: expected one of \('shortcut', "
+                                             r"'residual', 'residual\+shortcut'\) \(each taken "
+                                             r"against plain\), got 'resnet'"):
+            call()
 
 
 def test_nan_values_are_left_out_and_counted():
