@@ -141,7 +141,8 @@ def add_grid_flags(parser: argparse.ArgumentParser, defaults: dict[str, Any]) ->
     r.add_argument("--chunk-size", type=positive_int, default=None,
                    help="runs per results file (default: what fits in 1 GiB of device memory)")
     r.add_argument("--block-size", type=positive_int, default=None,
-                   help="runs vmapped together (default: from n and h, sweep.auto_block_size)")
+                   help="runs vmapped together (default: from n, h and the depth, "
+                   "sweep.auto_block_size)")
     a("--out", default=None, help="output folder (default runs/<command>-<date-time>)")
     add_network_flags(parser)
     add_run_flags(parser)

@@ -285,11 +285,11 @@ class Grid:
         """(lr, seed) of a shape group's runs, lr-major."""
         return [(float(lr), s) for lr in self.lrs for s in range(self.seeds)]
 
-    def block(self, n: int, width: int) -> int:
-        """Runs per device per call for n training rows and this width: block_size, else
+    def block(self, n: int, width: int, depth: int = 1) -> int:
+        """Runs per device per call for n training rows, this width and depth: block_size, else
         auto_block_size -- at most a group's runs (lrs x seeds), so small grids are not padded.
         It does not depend on the device count: neither do the results."""
-        return min(self.block_size or auto_block_size(n, width), len(self.runs()))
+        return min(self.block_size or auto_block_size(n, width, depth=depth), len(self.runs()))
 
     def to_dict(self) -> dict[str, Any]:
         """The grid as config.json records it; depths and activations only where they differ
@@ -334,8 +334,9 @@ class Group:
                 "depth": self.depth, "activation": self.activation}
 
 
-def auto_block_size(n: int, h: int, platform: str | None = None) -> int:
-    """Runs vmapped in one call per device, from the (n, h) float32 activations of a run.
+def auto_block_size(n: int, h: int, platform: str | None = None, depth: int = 1) -> int:
+    """Runs vmapped in one call per device, from the float32 activations of a run: (2 depth - 1)
+    (n, h) matrices (the problem's network: one; each deeper layer adds its z_k and a_k).
 
     CPU: the power of two (1..64) of runs whose activations fill ~1 MiB, a core's cache (the
     measurements behind it: experiments/BENCHMARKS.md). Other platforms (GPU, TPU) want the
@@ -344,12 +345,13 @@ def auto_block_size(n: int, h: int, platform: str | None = None) -> int:
     """
     data_lib._check_int("n", n)
     data_lib._check_int("h", h)
+    data_lib._check_int("depth", depth)
     platform = jax.default_backend() if platform is None else platform
     if not isinstance(platform, str):
         raise TypeError(f"platform: expected a name such as 'cpu' or 'gpu', got {platform!r}")
     platform = platform.lower()
     budget, cap = (1 << 20, 64) if platform == "cpu" else (1 << 25, 4096)
-    fit = budget // (4 * n * h)
+    fit = budget // (4 * n * h * (2 * depth - 1))
     return int(min(cap, 2 ** int(math.log2(fit)))) if fit >= 1 else 1
 
 
@@ -563,7 +565,7 @@ def chunk_size_for(grid: Grid, config: TrainConfig, n_runs: int, n_devices: int,
     activations (block x (train + val + test rows) x h x ~8 floats) come off first.
     """
     n_train, d = np.shape(data.X_train)
-    block = grid.block(n_train, config.h)
+    block = grid.block(n_train, config.h, config.depth)
     quantum = n_devices * block
     if grid.chunk_size is not None:
         size = grid.chunk_size
@@ -673,7 +675,7 @@ def _train(grid, folder, datasets, mesh, todo, progress, timings, first_run) -> 
     for group, c, runs, size in todo:
         data = datasets[group.spec]
         n, d = np.shape(data.X_train)
-        ex_key = (group.config, grid.block(n, group.width))
+        ex_key = (group.config, grid.block(n, group.width, group.config.depth))
         if ex_key not in executors:
             executors[ex_key] = Executor(group.config, mesh, ex_key[1],
                                          segment_evals(group.config.num_evals))

@@ -149,3 +149,22 @@ def test_report_over_the_new_axes_says_what_it_left_out(tmp_path):
                 runs = last[(last["depth"] == 2) & (last["activation"] == r["activation"])]
                 acc = runs.pivot(index="seed", columns="variant", values="test_acc")
                 assert r["diff_mean"] == pytest.approx((acc[v] - acc["plain"]).mean(), abs=1e-12)
+
+
+def test_deeper_groups_run_in_smaller_blocks(tmp_path, monkeypatch):
+    """The block is what auto_block_size gives for the group's depth: 200 rows x 64 units hold
+    51.2 kB a matrix, so 1 MiB fits 20 runs of depth 1 (block 16) and 4 of depth 3 (5
+    matrices a run: block 4)."""
+    made = []
+    real = sj.sweep.Executor
+
+    def recording(config, mesh, block_size, segment_evals):
+        made.append((config.depth, block_size))
+        return real(config, mesh, block_size, segment_evals)
+
+    monkeypatch.setattr(sj.sweep, "Executor", recording)
+    grid = sj.Grid(datasets=("moons",), widths=(64,), lrs=(0.5,), seeds=16, steps=2,
+                   eval_every=2, n_train=200, n_test=30, depths=(1, 3))
+    sj.run_sweep(grid, str(tmp_path / "out"), progress=False)
+    assert sorted(made) == [(1, 16), (3, 4)]
+    assert grid.block(200, 64, 3) == 4 and grid.block(200, 64) == 16

@@ -13,7 +13,7 @@ from shortcut_jax.bench.configs import Echo, _quiet
 NETWORK_CONFIG = (1000, 2, 16, 1024, 200, 3, "tanh", "residual+shortcut")
 """Configuration D: (n, d, h, M, T, depth, activation, variant), the network family."""
 NETWORK_QUICK = (64, 2, 4, 8, 10, 3, "tanh", "residual+shortcut")
-NETWORK_IMPLS = ("kit", "kit_autodiff", "jax_naive_sharded")
+NETWORK_IMPLS = ("kit", "kit_autodiff", "kit_depth1_block", "jax_naive_sharded")
 
 
 def network_times(cfg: Sequence[Any] = NETWORK_CONFIG, reps: int = 3,
@@ -24,6 +24,9 @@ def network_times(cfg: Sequence[Any] = NETWORK_CONFIG, reps: int = 3,
         kit                the sweep's engine (sweep.Executor via run_chunk) with netgrads'
                            hand-written gradient
         kit_autodiff       the same engine with jax.grad (TrainConfig grad="autodiff")
+        kit_depth1_block   the kit with the block size of a depth-1 network of this n and h
+                           (auto_block_size(n, h), what the kit used before the block size
+                           took the depth into account)
         jax_naive_sharded  jax.jit(jax.vmap(lax.scan of jax.grad SGD steps)), the models sharded
                            over the same devices (a 1-D mesh)
 
@@ -49,13 +52,14 @@ def network_times(cfg: Sequence[Any] = NETWORK_CONFIG, reps: int = 3,
     draws = sweep.draw_runs(range(M), d, h, depth=depth)
     lr = 0.5
     mesh = sweep.make_mesh()
-    block = min(sweep.auto_block_size(n, h), M)
-    R = -(-M // (block * mesh.devices.size)) * block * mesh.devices.size
-    idx = np.arange(R) % M
     kw = dict(h=h, shortcut=True, steps=T, eval_every=T, depth=depth, activation=activation,
               residual=residual)
+    block, depth1_block = (min(sweep.auto_block_size(n, h, depth=depth), M),
+                           min(sweep.auto_block_size(n, h), M))
 
-    def kit(grad):
+    def kit(grad, block=block):
+        R = -(-M // (block * mesh.devices.size)) * block * mesh.devices.size
+        idx = np.arange(R) % M
         ex = sweep.Executor(TrainConfig(**kw, grad=grad), mesh, block, segment_evals=2)
 
         def go():
@@ -92,6 +96,7 @@ def network_times(cfg: Sequence[Any] = NETWORK_CONFIG, reps: int = 3,
             return np.asarray(naive(params0, Xj, Yj))
 
     impls = {"kit": kit("manual"), "kit_autodiff": kit("autodiff"),
+             "kit_depth1_block": kit("manual", depth1_block),
              "jax_naive_sharded": naive_go}
     losses, compile_s, times = {}, {}, {k: [] for k in impls}
     for name, go in impls.items():
@@ -115,5 +120,6 @@ def network_times(cfg: Sequence[Any] = NETWORK_CONFIG, reps: int = 3,
         echo(f"  D {name}: {median:.3f} s, {M * T / median:,.0f} model-steps/s, "
              f"{median / kit_s:.2f}x kit, losses agree: {agree}")
     return {"n": n, "d": d, "h": h, "M": M, "T": T, "depth": depth, "activation": activation,
-            "variant": variant, "devices": int(mesh.devices.size),
+            "variant": variant, "block": block, "depth1_block": depth1_block,
+            "devices": int(mesh.devices.size),
             "platform": jax.default_backend(), "reps": reps, "rows": rows}

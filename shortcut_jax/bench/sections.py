@@ -120,7 +120,7 @@ def compile_times(widths: Sequence[int] = (4, 16, 64), quick: bool = False,
     echo(f"  compile {rows[0]['group']}: {rows[0]['total_s']:.2f} s")
     for group in grid.groups():
         cfg = group.config
-        ex = Executor(cfg, mesh, grid.block(n, cfg.h), segment_evals(cfg.num_evals))
+        ex = Executor(cfg, mesh, grid.block(n, cfg.h, cfg.depth), segment_evals(cfg.num_evals))
         R = ex.block_runs
         idx = np.arange(R) % grid.seeds
         block = Draws(jax.device_put(draws.z[idx], runs),

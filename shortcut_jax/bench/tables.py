@@ -86,7 +86,9 @@ def markdown(report: dict[str, Any]) -> str:
         s += [f"## Configuration D: the network family (depth {r['depth']}, {r['activation']}, "
               f"{r['variant']}; n={r['n']}, d={r['d']}, h={r['h']}, M={r['M']}, T={r['T']})", "",
               f"In one process on {r['devices']} JAX {r['platform']} device(s), timed in "
-              f"{r['reps']} rounds after a warm-up call (its time: first call s); median.", "",
+              f"{r['reps']} rounds after a warm-up call (its time: first call s); median. "
+              f"Blocks of {r.get('block', '?')} runs per device per call "
+              f"(kit_depth1_block: {r.get('depth1_block', '?')}).", "",
               *_table(["impl", "median s", "spread s", "model-steps/s", "× kit",
                        "first call s", "losses agree"],
                       [[x["impl"], f"{x['median_s']:.3f}", f"{x['spread_s']:.3f}",
