@@ -114,10 +114,18 @@ def main(args: argparse.Namespace) -> int:
             ok = False
             echo("FAIL: a step of the store section failed (its stderr is in the table)")
     if "network" in sections:
-        from shortcut_jax.bench.network import NETWORK_CONFIG, NETWORK_QUICK, network_times
+        from shortcut_jax.bench.network import (
+            NETWORK_CONFIG,
+            NETWORK_QUICK,
+            block_times,
+            network_times,
+        )
 
         report["network"] = network_times(NETWORK_QUICK if args.quick else NETWORK_CONFIG,
                                           reps, echo)
+        report["network_blocks"] = (
+            block_times(n=64, h=4, depths=(1, 3), blocks=(1, 2), M=2, T=4, reps=1, echo=echo)
+            if args.quick else block_times(reps=reps, echo=echo))
         if not all(r["agree"] for r in report["network"]["rows"]):
             ok = False
             echo("FAIL: D: an implementation's final losses disagree with the kit's")

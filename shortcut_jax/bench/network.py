@@ -123,3 +123,54 @@ def network_times(cfg: Sequence[Any] = NETWORK_CONFIG, reps: int = 3,
             "variant": variant, "block": block, "depth1_block": depth1_block,
             "devices": int(mesh.devices.size),
             "platform": jax.default_backend(), "reps": reps, "rows": rows}
+
+
+BLOCK_DEPTHS = (1, 2, 3, 4)
+BLOCK_SIZES = (1, 2, 4, 8, 16, 32)
+
+
+def block_times(n: int = 1000, d: int = 2, h: int = 16, depths: Sequence[int] = BLOCK_DEPTHS,
+                blocks: Sequence[int] = BLOCK_SIZES, M: int = 64, T: int = 100,
+                activation: str = "tanh", reps: int = 3,
+                echo: Echo = _quiet) -> dict[str, Any]:
+    """The kit's engine on one device against its block size, per depth (the measurement
+    behind sweep.auto_block_size's depth): M runs of T full-batch SGD steps (residual+shortcut,
+    shortcut at depth 1) through sweep.run_chunk, one Executor per block size, timed in rounds
+    over the block sizes after a warm-up call; median microseconds per model-step."""
+    import jax
+    import numpy as np
+    from jax.sharding import Mesh
+
+    from shortcut_jax import peers, sweep
+    from shortcut_jax.data import Dataset
+    from shortcut_jax.train import TrainConfig
+
+    if M % max(blocks):
+        raise ValueError(f"M: expected a multiple of every block size {list(blocks)}, got {M}")
+    X, Y = (np.asarray(a, np.float32) for a in peers.make_data(1, n, d))
+    data = Dataset(X, Y, X, Y, X, Y)
+    mesh = Mesh(np.asarray(jax.devices()[:1]), ("runs",))
+    rows = []
+    for depth in depths:
+        draws = sweep.draw_runs(range(M), d, h, depth=depth)
+        cfg = TrainConfig(h=h, steps=T, eval_every=T, depth=depth, activation=activation,
+                          residual=depth > 1, network=True)
+        calls = {}
+        for block in blocks:
+            ex = sweep.Executor(cfg, mesh, block, segment_evals=2)
+            calls[block] = (lambda ex=ex, draws=draws: sweep.run_chunk(
+                ex, data, np.full(M, 0.5, np.float32), np.full(M, 0.1, np.float32), draws))
+            calls[block]()  # compile and warm up
+        times = {b: [] for b in blocks}
+        for _ in range(reps):
+            for block, go in calls.items():
+                t0 = time.perf_counter()
+                go()
+                times[block].append(time.perf_counter() - t0)
+        us = {b: float(np.median(t)) / (M * T) * 1e6 for b, t in times.items()}
+        auto = sweep.auto_block_size(n, h, depth=depth)
+        rows.append({"depth": depth, "us_per_model_step": us, "auto_block": auto})
+        echo(f"  blocks, depth {depth}: " + ", ".join(f"{b}: {v:.1f} us" for b, v in us.items())
+             + f" (auto_block_size: {auto})")
+    return {"n": n, "d": d, "h": h, "M": M, "T": T, "activation": activation, "reps": reps,
+            "platform": jax.default_backend(), "blocks": list(blocks), "rows": rows}

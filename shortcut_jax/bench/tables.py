@@ -95,6 +95,17 @@ def markdown(report: dict[str, Any]) -> str:
                         f"{x['model_steps_per_s']:,.0f}", f"{x['x_kit']:.2f}×",
                         f"{x['first_call_s']:.1f}", "yes" if x["agree"] else "NO"]
                        for x in r["rows"]]), ""]
+    if report.get("network_blocks"):
+        r = report["network_blocks"]
+        s += [f"## The kit's block size against the depth ({r['activation']}, residual+shortcut "
+              f"(shortcut at depth 1); n={r['n']}, d={r['d']}, h={r['h']}, M={r['M']}, "
+              f"T={r['T']}, one {r['platform']} device)", "",
+              f"Microseconds per model-step, median of {r['reps']} rounds; * the block "
+              f"sweep.auto_block_size picks.", "",
+              *_table(["depth", *(f"block {b}" for b in r["blocks"])],
+                      [[x["depth"], *(f"{x['us_per_model_step'][b]:.1f}"
+                                      + ("*" if b == x["auto_block"] else "")
+                                      for b in r["blocks"])] for x in r["rows"]]), ""]
     return "\n".join(s).rstrip() + "\n"
 
 
