@@ -365,3 +365,590 @@ def test_load_params_reads_the_selected_runs_of_a_sweep_in_final_rows_order(tmp_
         np.testing.assert_array_equal(getattr(p, leaf), want[f"param/{leaf}"][4:], err_msg=leaf)
     p = results.load_params(tmp_path / "s", variant="shortcut", seed=[3, 1])
     np.testing.assert_array_equal(p.W, want["param/W"][[1, 3, 5, 7]])
+
+
+# --- provenance ---------------------------------------------------------------------------------
+
+
+def test_provenance_records_versions_devices_precision_commit_and_time(monkeypatch):
+    import datetime
+    import importlib.metadata
+    import platform
+
+    import jax
+    import jaxlib
+    import optax
+
+    monkeypatch.setattr(results, "git_commit", lambda: "abc123+dirty")
+    x64 = bool(jax.config.jax_enable_x64)
+    try:
+        for on in (True, False):
+            jax.config.update("jax_enable_x64", on)
+            before = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+            p = results.provenance("highest")
+            after = datetime.datetime.now(datetime.timezone.utc)
+            assert p == {
+                "shortcut_jax": importlib.metadata.version("shortcut-jax"),
+                "jax": jax.__version__, "jaxlib": jaxlib.__version__,
+                "optax": optax.__version__, "chex": importlib.metadata.version("chex"),
+                "numpy": np.__version__, "python": platform.python_version(),
+                "platform": platform.platform(), "backend": "cpu",
+                "device_kind": "cpu", "device_count": len(jax.devices()),
+                "process_count": 1, "x64": on, "matmul_precision": "highest",
+                "git_commit": "abc123+dirty", "created": p["created"]}
+            assert type(p["x64"]) is bool
+            created = p["created"]
+            assert len(created) == 25 and created.endswith("+00:00") and created[10] == "T"
+            assert before <= datetime.datetime.fromisoformat(created) <= after
+    finally:
+        jax.config.update("jax_enable_x64", x64)
+    assert results.provenance("default")["matmul_precision"] == "default"
+
+
+def test_own_version_reads_the_installed_metadata_or_none(monkeypatch):
+    import importlib.metadata
+
+    assert results._own_version() == importlib.metadata.version("shortcut-jax") == "0.1.0"
+
+    def missing(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", missing)
+    assert results._own_version() is None
+
+
+def test_is_writer_is_process_0(monkeypatch):
+    import jax
+
+    assert results._is_writer() is True
+    monkeypatch.setattr(jax, "process_index", lambda: 1)
+    assert results._is_writer() is False
+
+
+def _git(repo, *args):
+    import subprocess
+
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c",
+                    "init.defaultBranch=main", *args], cwd=repo, check=True,
+                   capture_output=True)
+
+
+def test_git_commit_names_head_of_the_packages_checkout_and_dirt(tmp_path, monkeypatch):
+    repo = tmp_path / "repo"
+    (repo / "pkg").mkdir(parents=True)
+    (repo / "pkg" / "results.py").write_text("x = 1\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "one")
+    head = (repo / ".git" / "refs" / "heads" / "main").read_text().strip()
+    assert len(head) == 40
+    monkeypatch.setattr(results, "__file__", str(repo / "pkg" / "results.py"))
+    assert results.git_commit() == head
+    (repo / "pkg" / "new.txt").write_text("untracked")
+    assert results.git_commit() == head + "+dirty"
+    (repo / "pkg" / "new.txt").unlink()
+    (repo / "pkg" / "results.py").write_text("x = 2\n")  # modified
+    assert results.git_commit() == head + "+dirty"
+    (repo / "pkg" / "results.py").write_text("x = 1\n")
+    assert results.git_commit() == head
+    # not a checkout: None; no git at all: None
+    (tmp_path / "plain" / "pkg").mkdir(parents=True)
+    monkeypatch.setattr(results, "__file__", str(tmp_path / "plain" / "pkg" / "results.py"))
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    assert results.git_commit() is None
+    monkeypatch.setattr(results, "__file__", str(repo / "pkg" / "results.py"))
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    assert results.git_commit() is None
+
+
+# --- Ctrl-C -------------------------------------------------------------------------------------
+
+
+def test_interrupted_says_what_was_saved_and_how_to_resume(tmp_path):
+    stop = results.Interrupted()
+    assert str(stop) == "interrupted" and isinstance(stop, KeyboardInterrupt)
+    stop.folder, stop.saved = tmp_path, 3
+    assert str(stop) == (f"interrupted: 3 runs are saved in {tmp_path}; rerun the same sweep "
+                         "to resume")
+    stop.total = 10
+    assert str(stop) == (f"interrupted: 3 of 10 runs are saved in {tmp_path}; rerun the same "
+                         "sweep to resume")
+    stop.saved, stop.total = 0, 0
+    assert str(stop) == (f"interrupted: 0 of 0 runs are saved in {tmp_path}; rerun the same "
+                         "sweep to resume")
+
+
+def test_on_sigint_raises_at_once_unless_a_file_is_being_written(monkeypatch):
+    set_to = []
+    monkeypatch.setattr(signal, "signal", lambda sig, handler: set_to.append((sig, handler)))
+    monkeypatch.setattr(results, "_writes", [0])
+    monkeypatch.setattr(results, "_pending", [False])
+    with pytest.raises(KeyboardInterrupt):
+        results._on_sigint(signal.SIGINT, None)
+    assert set_to == [(signal.SIGINT, signal.SIG_DFL)] and results._pending == [False]
+    results._writes[0] = 2
+    results._on_sigint(signal.SIGINT, None)  # waits for the file
+    assert results._pending == [True] and results._writes == [2]
+    assert set_to == [(signal.SIGINT, signal.SIG_DFL)] * 2
+
+
+# --- RunFolder: the writing side ----------------------------------------------------------------
+
+
+def _sha(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def _manifest(folder):
+    import json
+
+    return json.loads((folder / "manifest.json").read_text())
+
+
+def _metrics(runs, evals, names, start=0.0):
+    """Hand-made metrics (runs, evals) float32: start + 0.25 * position, name by name."""
+    return {k: (start + 10 * i + 0.25 * np.arange(runs * evals, dtype=np.float32)).reshape(
+        runs, evals).astype(np.float32) for i, k in enumerate(names)}
+
+
+def test_saved_of_counts_the_runs_put_in_place_and_the_sweeps_total(tmp_path):
+    f = results.RunFolder(tmp_path)
+    assert f._saved_of() == (0, None)
+    f._saved_now = 3
+    assert f._saved_of() == (3, None)
+    f.counts = {"resumed": 2, "trained": 5}
+    assert f._saved_of() == (5, 7)
+
+
+def test_chunk_paths_are_named_by_group_and_4_digit_chunk(tmp_path):
+    f = results.RunFolder(tmp_path / "out")
+    assert f.chunk_path("g", 7) == tmp_path / "out" / "chunks" / "g-0007.npz"
+    assert f.rows_path("g", 12345) == tmp_path / "out" / "chunks" / "g-12345.parquet"
+
+
+def test_record_writes_the_manifest_and_forgets_a_name(tmp_path):
+    f = results.RunFolder(tmp_path)
+    f._record("chunks/a.npz", "1" * 64)
+    assert (tmp_path / "manifest.json").read_text() == '{\n"chunks/a.npz": "' + "1" * 64 + '"\n}\n'
+    f._record("b", "2")
+    f._record("b", "3")  # replaced
+    f._record("missing", None)  # nothing to forget: no error
+    assert (tmp_path / "manifest.json").read_text() == (
+        '{\n"chunks/a.npz": "' + "1" * 64 + '",\n"b": "3"\n}\n')
+    f._record("chunks/a.npz", None)
+    assert (tmp_path / "manifest.json").read_text() == '{\n"b": "3"\n}\n'
+    assert f.manifest == {"b": "3"} and results.RunFolder(tmp_path).manifest == {"b": "3"}
+
+
+def test_write_records_the_checksum_before_the_rename_then_calls_after(tmp_path, monkeypatch):
+    f = results.RunFolder(tmp_path)
+    seen, real = [], os.replace
+
+    def replace(src, dst):
+        if str(dst).endswith("x.bin"):
+            seen.append(_manifest(tmp_path))
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    after = []
+    f._write(tmp_path / "chunks" / "x.bin", lambda fh: fh.write(b"abc"),
+             lambda: after.append((tmp_path / "chunks" / "x.bin").read_bytes()))
+    assert seen == [{"chunks/x.bin": _sha(b"abc")}] and after == [b"abc"]
+    assert (tmp_path / "chunks" / "x.bin").read_bytes() == b"abc"
+    f._write(tmp_path / "y.bin", lambda fh: fh.write(b"y"))  # binary; no after_rename
+    assert _manifest(tmp_path) == {"chunks/x.bin": _sha(b"abc"), "y.bin": _sha(b"y")}
+
+
+def test_save_chunk_writes_rows_and_params_with_checksums(tmp_path, monkeypatch):
+    import json
+
+    import pyarrow.parquet as pq
+
+    f = results.RunFolder(tmp_path)
+    metrics = _metrics(2, 3, ["train_loss", "val_acc", "dead_frac"])
+    W1 = np.arange(2 * 2 * 3, dtype=np.float32).reshape(2, 2, 3)
+    f.save_chunk("g", 1, COLUMNS, np.array([0.5, 2.0]), np.array([3, 4]), 5, metrics,
+                 {"W1": W1, "b2": np.array([1.0, 2.0], np.float32)}, first_run=7)
+    rows = tmp_path / "chunks" / "g-0001.parquet"
+    npz = tmp_path / "chunks" / "g-0001.npz"
+    assert _manifest(tmp_path) == {"chunks/g-0001.parquet": _sha(rows.read_bytes()),
+                                   "chunks/g-0001.npz": _sha(npz.read_bytes())}
+    assert f._saved_now == 2
+    t = pq.read_table(rows)
+    assert t.column_names == [*results.ID_COLUMNS, "run", "train_loss", "val_acc", "dead_frac"]
+    assert t.column("run").to_pylist() == [7, 7, 7, 8, 8, 8]
+    assert t.column("lr").to_pylist() == [0.5] * 3 + [2.0] * 3
+    assert t.column("seed").to_pylist() == [3, 3, 3, 4, 4, 4]
+    assert t.column("step").to_pylist() == [0, 5, 10] * 2
+    assert t.column("val_acc").to_pylist() == [10 + 0.25 * i for i in range(6)]
+    meta = pq.ParquetFile(rows).metadata.row_group(0)
+    enc = {meta.column(i).path_in_schema: meta.column(i) for i in range(meta.num_columns)}
+    assert {c.compression for c in enc.values()} == {"ZSTD"}
+    assert "BYTE_STREAM_SPLIT" in enc["train_loss"].encodings
+    for c in ("val_acc", "dead_frac", "dataset", "lr", "run"):  # dictionaries
+        assert "BYTE_STREAM_SPLIT" not in enc[c].encodings, c
+        assert "RLE_DICTIONARY" in enc[c].encodings, c
+    assert "RLE_DICTIONARY" not in enc["train_loss"].encodings
+    with np.load(npz) as z:
+        assert sorted(z.files) == ["columns", "eval_every", "lr", "param/W1", "param/b2", "seed"]
+        assert z["lr"].tolist() == [0.5, 2.0] and z["seed"].tolist() == [3, 4]
+        assert z["eval_every"].shape == () and int(z["eval_every"]) == 5
+        assert json.loads(str(z["columns"])) == COLUMNS
+        np.testing.assert_array_equal(z["param/W1"], W1)
+    assert {k: v.tolist() for k, v in f.load_chunk("g", 1).items()
+            if k != "param/W1"} == {"lr": [0.5, 2.0], "seed": [3, 4], "eval_every": 5,
+                                    "columns": json.dumps(COLUMNS), "param/b2": [1.0, 2.0]}
+    # a second chunk adds its runs; one whose params cannot be put in place adds none
+    f.save_chunk("g", 2, COLUMNS, np.array([1.0] * 3), np.arange(3), 1, _metrics(3, 1, ["a"]),
+                 {"W1": np.zeros((3, 2, 3))}, first_run=9)
+    assert f._saved_now == 5
+
+    def refuse(src, dst):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(results.WriteFailed):
+        f.save_chunk("g", 3, COLUMNS, np.array([1.0]), np.arange(1), 1, _metrics(1, 1, ["a"]),
+                     {"W1": np.zeros((1, 2, 3))})
+    assert f._saved_now == 5
+
+
+def test_a_process_other_than_0_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(results, "_is_writer", lambda: False)
+    f = results.RunFolder(tmp_path / "out")
+    f.prepare({"a": 1}, {})
+    f.save_chunk("g", 0, COLUMNS, np.array([1.0]), np.arange(1), 1, _metrics(1, 1, ["a"]),
+                 {"W1": np.zeros((1, 2, 3))})
+    f.assemble([("g", 0)])
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / ".x.tmp").write_text("")
+    f.clean_temporaries()
+    assert (tmp_path / "out" / ".x.tmp").exists()
+    (tmp_path / "out" / "chunks").mkdir()
+    (tmp_path / "out" / "chunks" / "c.npz").write_bytes(b"damaged")
+    assert f.verified(tmp_path / "out" / "chunks" / "c.npz") is False  # not moved aside
+    assert (tmp_path / "out" / "chunks" / "c.npz").exists()
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_clean_temporaries_removes_temporary_files_only(tmp_path):
+    (tmp_path / "chunks" / "damaged").mkdir(parents=True)
+    for name in (".config.json.abc.tmp", ".x.tmp", "kept.tmp", ".hidden", "results.csv",
+                 "chunks/.g-0000.npz.q.tmp", "chunks/g-0000.npz", "chunks/damaged/.d.tmp"):
+        (tmp_path / name).write_text("")
+    results.RunFolder(tmp_path).clean_temporaries()
+    left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")
+                  if p.is_file())
+    assert left == [".hidden", "chunks/damaged/.d.tmp", "chunks/g-0000.npz", "kept.tmp",
+                    "results.csv"]
+
+
+def test_prepare_writes_the_config_once_and_refuses_another(tmp_path):
+    out = tmp_path / "new" / "out"
+    f = results.RunFolder(out)
+    config = {"grid": {"lrs": (0.1, 1.0)}, 3: "three", "data": None}
+    f.prepare(config, {"jax": "0.0"})
+    text = (out / "config.json").read_text()
+    assert text == ('{\n  "config": {\n    "grid": {\n      "lrs": [\n        0.1,\n        1.0\n'
+                    '      ]\n    },\n    "3": "three",\n    "data": null\n  },\n'
+                    '  "provenance": {\n    "jax": "0.0"\n  }\n}\n')
+    assert sorted(p.name for p in out.iterdir()) == ["config.json"]
+    f.prepare(config, {"jax": "9.9"})  # the same config (as JSON): resumes, nothing written
+    assert (out / "config.json").read_text() == text
+    results.RunFolder(out).prepare({"grid": {"lrs": [0.1, 1.0]}, "3": "three", "data": None},
+                                   {})
+    assert (out / "config.json").read_text() == text
+    other = {"grid": {"lrs": [0.1, 2.0], "a": 1, "b": 2, "c": 3, "d": 4}, "3": "four"}
+    with pytest.raises(ValueError) as e:
+        results.RunFolder(out).prepare(other, {})
+    assert str(e.value) == (
+        f"out: {out} holds results of a different config: 3 is 'three' there, 'four' here; "
+        "grid.a is None there, 1 here; grid.b is None there, 2 here; grid.c is None there, "
+        "3 here; grid.d is None there, 4 here; use another --out folder or delete it")
+    assert (out / "config.json").read_text() == text
+
+
+def test_prepare_refuses_a_changed_data_file_naming_it(tmp_path):
+    out = tmp_path / "out"
+    held = {"data": [{"path": "/d.csv", "sha256": "a" * 64}], "x": 1}
+    results.RunFolder(out).prepare(held, {})
+    with pytest.raises(ValueError) as e:
+        results.RunFolder(out).prepare({"data": [{"path": "/d.csv", "sha256": "b" * 64}],
+                                        "x": 1}, {})
+    assert str(e.value) == (f"data: /d.csv changed since the sweep in {out} began (sha256 "
+                            "aaaaaaaaaaaa..., now bbbbbbbbbbbb...); restore the file or use "
+                            "another --out folder")
+
+
+@pytest.mark.parametrize("left, ok", [
+    ([".lock", ".lock.holder", ".config.json.k2j.tmp"], True),
+    ([], True),
+    (["results.csv"], False),
+    (["x.tmp"], False),
+    ([".hidden"], False),
+    ([".lockers.tmp.x"], True),  # starts with .lock
+])
+def test_prepare_refuses_a_folder_with_results_but_no_config(tmp_path, left, ok):
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in left:
+        (out / name).write_text("")
+    if ok:
+        results.RunFolder(out).prepare({"a": 1}, {})
+        assert (out / "config.json").exists()
+    else:
+        with pytest.raises(ValueError) as e:
+            results.RunFolder(out).prepare({"a": 1}, {})
+        assert str(e.value) == (f"out: {out} exists and is not empty but has no config.json; "
+                                "refusing to mix results")
+        assert not (out / "config.json").exists()
+
+
+def test_config_names_an_unreadable_or_foreign_config_json(tmp_path):
+    f = results.RunFolder(tmp_path)
+    (tmp_path / "config.json").write_text('{"config": {"a": 1}, "provenance": {}}')
+    assert f.config() == {"config": {"a": 1}, "provenance": {}}
+    (tmp_path / "config.json").write_text('{"config": {"a"')
+    with pytest.raises(ValueError) as e:
+        f.config()
+    assert str(e.value).startswith(f"folder: {tmp_path / 'config.json'} cannot be read (")
+    assert str(e.value).endswith(
+        "): it was cut short or edited, and a sweep's config cannot be guessed from its "
+        "results; restore config.json from a copy of the folder, or rerun the command that "
+        "made it with a new --out folder")
+    for text in ('[1, 2]', '{"config": [1]}', '{"provenance": {}}'):
+        (tmp_path / "config.json").write_text(text)
+        with pytest.raises(ValueError) as e:
+            f.config()
+        assert str(e.value) == (
+            f"folder: {tmp_path / 'config.json'} does not hold a sweep's config (expected "
+            '{"config": {...}, "provenance": {...}}); restore it from a copy of the folder, or '
+            "rerun the command that made it with a new --out folder")
+
+
+def _damaged(folder):
+    """{name without its stamp: bytes} of chunks/damaged, each stamp checked."""
+    import re
+
+    out = {}
+    for p in (folder / "chunks" / "damaged").iterdir():
+        name, stamp = p.name.rsplit(".", 1)
+        assert re.fullmatch(r"\d{8}-\d{6}-\d{6}", stamp), p.name
+        out[name] = p.read_bytes()
+    return out
+
+
+def test_verified_keeps_a_file_that_matches_and_sets_aside_one_that_does_not(tmp_path):
+    (tmp_path / "chunks").mkdir()
+    good, bad, none = (tmp_path / "chunks" / n for n in ("good.npz", "bad.npz", "none.npz"))
+    good.write_bytes(b"good")
+    bad.write_bytes(b"bad")
+    none.write_bytes(b"none")
+    (tmp_path / "manifest.json").write_text(
+        f'{{"chunks/good.npz": "{_sha(b"good")}", "chunks/bad.npz": "{_sha(b"other")}", '
+        f'"chunks/gone.npz": "{_sha(b"x")}"}}')
+    f = results.RunFolder(tmp_path)
+    assert f.verified(tmp_path / "chunks" / "gone.npz") is False  # missing: nothing to do
+    assert f.verified(good) is True and good.exists()
+    with pytest.warns(results.DamagedFileWarning) as w:
+        assert f.verified(bad) is False
+    dest = next((tmp_path / "chunks" / "damaged").iterdir())
+    assert str(w[0].message) == (f"{bad} fails its recorded checksum: moved to {dest}; it will "
+                                 "be recomputed")
+    with pytest.warns(results.DamagedFileWarning) as w:
+        assert f.verified(none) is False
+    assert str(w[0].message).startswith(f"{none} has no recorded checksum: moved to ")
+    assert str(w[0].message).endswith("; it will be recomputed")
+    assert not bad.exists() and not none.exists()
+    assert _damaged(tmp_path) == {"bad.npz": b"bad", "none.npz": b"none"}
+    assert _manifest(tmp_path) == {"chunks/good.npz": _sha(b"good"),
+                                   "chunks/gone.npz": _sha(b"x")}
+
+
+def test_has_chunk_checks_and_sets_aside_both_files(tmp_path):
+    f = results.RunFolder(tmp_path)
+    (tmp_path / "chunks").mkdir()
+    rows, npz = f.rows_path("g", 0), f.chunk_path("g", 0)
+    rows.write_bytes(b"r")
+    npz.write_bytes(b"n")
+    (tmp_path / "manifest.json").write_text(
+        f'{{"chunks/g-0000.parquet": "{_sha(b"r")}", "chunks/g-0000.npz": "{_sha(b"n")}"}}')
+    assert f.has_chunk("g", 0) is True
+    g = results.RunFolder(tmp_path)
+    npz.write_bytes(b"changed")
+    with pytest.warns(results.DamagedFileWarning):
+        assert g.has_chunk("g", 0) is False
+    assert rows.exists() and not npz.exists()
+    npz.write_bytes(b"n")
+    g._record("chunks/g-0000.npz", _sha(b"n"))
+    rows.write_bytes(b"changed")  # the rows damaged, the params whole: both checked
+    with pytest.warns(results.DamagedFileWarning):
+        assert g.has_chunk("g", 0) is False
+    assert npz.exists() and not rows.exists()
+    assert g.manifest == {"chunks/g-0000.npz": _sha(b"n")}
+
+
+def test_an_unreadable_manifest_keeps_chunks_that_read_whole(tmp_path):
+    import hashlib
+
+    (tmp_path / "chunks").mkdir()
+    whole = tmp_path / "chunks" / "w.npz"
+    np.savez(whole, a=np.arange(3))
+    broken = tmp_path / "chunks" / "b.npz"
+    broken.write_bytes(b"PK\x03\x04 cut")
+    csv = tmp_path / "results.csv"
+    csv.write_text("x\n")
+    (tmp_path / "manifest.json").write_text('{"chunks/w.npz": ')
+    f = results.RunFolder(tmp_path)
+    with pytest.warns(results.DamagedFileWarning) as w:
+        assert f.manifest == {}
+    assert str(w[0].message).startswith(f"{tmp_path / 'manifest.json'} cannot be read: moved to ")
+    assert str(w[0].message).endswith("; its chunks are checked by reading them whole and kept, "
+                                      "and every other file is rebuilt")
+    assert f.verified(whole) is True
+    assert f.manifest == {"chunks/w.npz": hashlib.sha256(whole.read_bytes()).hexdigest()}
+    assert _manifest(tmp_path) == f.manifest
+    assert f.verified(whole) is True  # now recorded
+    with pytest.warns(results.DamagedFileWarning) as w:  # (and NumPy's unclosed file)
+        assert f.verified(broken) is False
+    [said] = [str(x.message) for x in w if x.category is results.DamagedFileWarning]
+    assert said.startswith(f"{broken} does not read back whole: moved to ")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a file rebuilt anyway (not a chunk) goes quietly
+        assert f.verified(csv) is False
+    assert not csv.exists()
+    assert sorted(_damaged(tmp_path)) == ["b.npz", "manifest.json", "results.csv"]
+    assert f.manifest == {"chunks/w.npz": hashlib.sha256(whole.read_bytes()).hexdigest()}
+
+
+def test_set_aside_names_the_destination_when_the_move_fails(tmp_path, monkeypatch):
+    f = results.RunFolder(tmp_path)
+    (tmp_path / "x").write_text("x")
+
+    def refuse(src, dst):
+        raise OSError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(results.WriteFailed) as e:
+        f._set_aside(tmp_path / "x", "why")
+    assert e.value.filename.startswith(str(tmp_path / "chunks" / "damaged" / "x."))
+    assert (tmp_path / "chunks" / "damaged").is_dir()
+    monkeypatch.undo()
+    with pytest.warns(results.DamagedFileWarning) as w:
+        f._set_aside(tmp_path / "x", "is odd", "; then this")
+    dest = next((tmp_path / "chunks" / "damaged").iterdir())
+    assert str(w[0].message) == f"{tmp_path / 'x'} is odd: moved to {dest}; then this"
+    (tmp_path / "y").write_text("y")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        f._set_aside(tmp_path / "y", "quietly", warn=False)
+    assert _damaged(tmp_path) == {"x": b"x", "y": b"y"}
+
+
+def _two_groups(folder):
+    """A folder of hand-made chunks: group g in chunks 0 (2 runs) and 1 (1 run), group h in
+    chunk 0 (1 run); g has dead_frac, h grad_norm_W and a shortcut_init."""
+    f = results.RunFolder(folder)
+    h = {**COLUMNS, "variant": "shortcut", "shortcut_init": "zeros", "dataset": "moons"}
+    f.save_chunk("g", 0, COLUMNS, np.array([0.5, 2.0]), np.array([0, 0]), 10,
+                 _metrics(2, 2, ["train_loss", "val_acc", "dead_frac"]),
+                 {"W1": np.arange(12, dtype=np.float32).reshape(2, 2, 3),
+                  "b2": np.array([1, 2], np.float32)})
+    f.save_chunk("g", 1, COLUMNS, np.array([0.5]), np.array([1]), 10,
+                 _metrics(1, 2, ["train_loss", "val_acc", "dead_frac"], start=100),
+                 {"W1": np.full((1, 2, 3), -1, np.float32), "b2": np.array([3], np.float32)},
+                 first_run=3)
+    f.save_chunk("h", 0, h, np.array([1.0]), np.array([5]), 10,
+                 _metrics(1, 2, ["train_loss", "grad_norm_W"], start=50),
+                 {"W1": np.full((1, 2, 3), 9, np.float64), "W": np.ones((1, 1, 3))},
+                 first_run=2)
+    return f
+
+
+def test_assemble_writes_the_table_params_and_csv_of_the_chunks_in_order(tmp_path):
+    import json
+
+    out = tmp_path / "out"
+    f = _two_groups(out)
+    f.assemble([("g", 0), ("h", 0), ("g", 1)])
+    table = json.loads((out / "table.json").read_text())
+    assert (out / "table.json").read_text().startswith('{\n"format": "parquet",\n"files": [\n')
+    assert table == {
+        "format": "parquet",
+        "files": ["chunks/g-0000.parquet", "chunks/h-0000.parquet", "chunks/g-0001.parquet"],
+        "metrics": [*results.METRIC_COLUMNS, "dead_frac", "grad_norm_W"], "rows": 8,
+        "categories": {"dataset": ["moons", "xor"], "variant": ["plain", "shortcut"],
+                       "shortcut_init": ["zeros"], "optimizer": ["sgd"], "loss_fn": ["mse"],
+                       "batch_size": ["full"], "activation": ["relu"]}}
+    with np.load(out / "params.npz") as z:
+        assert sorted(z.files) == ["g/W1", "g/b2", "g/columns", "g/lr", "g/seed",
+                                   "h/W", "h/W1", "h/columns", "h/lr", "h/seed"]
+        np.testing.assert_array_equal(z["g/W1"], np.concatenate(
+            [np.arange(12, dtype=np.float32).reshape(2, 2, 3), np.full((1, 2, 3), -1)]))
+        assert z["g/W1"].dtype == np.float32 and z["h/W1"].dtype == np.float64
+        assert z["g/b2"].tolist() == [1, 2, 3] and z["g/lr"].tolist() == [0.5, 2.0, 0.5]
+        assert z["g/seed"].tolist() == [0, 0, 1] and z["h/seed"].tolist() == [5]
+        assert json.loads(str(z["g/columns"])) == COLUMNS
+        assert json.loads(str(z["h/columns"]))["dataset"] == "moons"
+        np.testing.assert_array_equal(z["h/W"], np.ones((1, 1, 3)))
+    lines = (out / "results.csv").read_text().splitlines()
+    assert lines[0].split(",") == [*results.ID_COLUMNS, *table["metrics"]]
+    assert len(lines) == 9
+    # rows in the given order: g's chunk 0 (runs 0, 1), h's (run 2), g's chunk 1 (run 3)
+    at = {c: i for i, c in enumerate(lines[0].split(","))}
+    assert [line.split(",")[at["seed"]] for line in lines[1:]] == list("00005511")
+    assert lines[5].split(",")[at["dataset"]] == "moons"
+    assert lines[7].split(",")[at["train_loss"]] == "100.0"
+    assert [line.split(",")[at["grad_norm_W"]] for line in lines[1:]] == [
+        "", "", "", "", "60.0", "60.25", "", ""]
+    assert _manifest(out) == {
+        **{f"chunks/{n}": _sha((out / "chunks" / n).read_bytes()) for n in (
+            "g-0000.parquet", "g-0000.npz", "g-0001.parquet", "g-0001.npz", "h-0000.parquet",
+            "h-0000.npz")},
+        **{n: _sha((out / n).read_bytes()) for n in ("table.json", "params.npz",
+                                                        "results.csv")}}
+
+
+def test_assemble_writes_csv_up_to_csv_rows_and_sets_aside_stale_files(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    f = _two_groups(out)
+    monkeypatch.setattr(results, "CSV_ROWS", 5)
+    f.assemble([("g", 0), ("h", 0)])  # 6 rows
+    assert not (out / "results.csv").exists() and (out / "table.json").exists()
+    monkeypatch.setattr(results, "CSV_ROWS", 6)
+    (out / "params.npz").write_bytes(b"stale")  # no longer its recorded checksum
+    with pytest.warns(results.DamagedFileWarning, match="params.npz fails its recorded"):
+        f.assemble([("g", 0), ("h", 0)])
+    assert len((out / "results.csv").read_text().splitlines()) == 7
+    assert _damaged(out) == {"params.npz": b"stale"}
+    with np.load(out / "params.npz") as z:
+        assert z["g/lr"].tolist() == [0.5, 2.0]
+
+
+def test_export_csv_writes_the_folders_csv_or_another_file(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    f = _two_groups(out)
+    monkeypatch.setattr(results, "CSV_ROWS", 0)
+    f.assemble([("g", 1), ("h", 0)])
+    assert not (out / "results.csv").exists()
+    other = tmp_path / "elsewhere.csv"
+    assert f.export_csv(str(other)) == other
+    text = other.read_text()
+    lines = text.splitlines()
+    assert len(lines) == 5 and lines[0].split(",")[:2] == ["dataset", "data_seed"]
+    assert "results.csv" not in _manifest(out) and not (out / "results.csv").exists()
+    assert f.export_csv() == out / "results.csv"
+    assert (out / "results.csv").read_text() == text
+    assert _manifest(out)["results.csv"] == _sha(text.encode())
+    (out / "results.csv").unlink()
+    monkeypatch.chdir(out)
+    assert f.export_csv("results.csv") == f.results_csv  # the same file, spelled another way
+    assert (out / "results.csv").read_text() == text
+    assert _manifest(out)["results.csv"] == _sha(text.encode())
