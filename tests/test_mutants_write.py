@@ -952,3 +952,31 @@ def test_export_csv_writes_the_folders_csv_or_another_file(tmp_path, monkeypatch
     assert f.export_csv("results.csv") == f.results_csv  # the same file, spelled another way
     assert (out / "results.csv").read_text() == text
     assert _manifest(out)["results.csv"] == _sha(text.encode())
+
+
+def test_params_of_names_an_unreadable_params_npz_and_rereads_a_new_one(tmp_path):
+    W1 = np.arange(12, dtype=np.float32).reshape(2, 2, 3)
+    leaves = {"W1": W1, "b1": np.zeros((2, 2)), "W2": np.zeros((2, 1, 2)), "b2": np.zeros(2)}
+    folder = _params_folder(tmp_path / "f", {"g": (COLUMNS, [0.5, 2.0], [0, 0], leaves)})
+    rows = _rows((COLUMNS, 2.0, 0))
+    np.testing.assert_array_equal(results.params_of(folder, rows).W1, W1[1:])
+    # the same file name, written again with the runs in another order: read again
+    npz = folder / "params.npz"
+    stamp = npz.stat().st_mtime_ns
+    _params_folder(tmp_path / "f2", {"g": (COLUMNS, [2.0, 0.5], [0, 0], leaves)})
+    os.replace(tmp_path / "f2" / "params.npz", npz)
+    os.utime(npz, ns=(stamp + 10**9, stamp + 10**9))
+    np.testing.assert_array_equal(results.params_of(folder, rows).W1, W1[:1])
+    # a leaf whose bytes fail their CRC-32; then a file that is no zip
+    raw = npz.read_bytes()
+    at = raw.index(W1.tobytes()[4:12])
+    npz.write_bytes(raw[:at] + bytes([raw[at] ^ 0xFF]) + raw[at + 1:])
+    with pytest.raises(ValueError) as e:
+        results.params_of(folder, rows)
+    assert str(e.value).startswith(f"folder: {npz} cannot be read (")
+    assert str(e.value).endswith("); rerun the command that wrote the folder to rebuild it "
+                                 "from the chunks")
+    npz.write_bytes(b"junk")
+    with pytest.raises(ValueError) as e:
+        results.params_of(folder, rows)
+    assert str(e.value).startswith(f"folder: {npz} cannot be read (")
