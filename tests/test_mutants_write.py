@@ -980,3 +980,17 @@ def test_params_of_names_an_unreadable_params_npz_and_rereads_a_new_one(tmp_path
     with pytest.raises(ValueError) as e:
         results.params_of(folder, rows)
     assert str(e.value).startswith(f"folder: {npz} cannot be read (")
+
+
+def test_git_commit_is_none_when_git_fails_either_question(tmp_path, monkeypatch):
+    repo = tmp_path / "repo"
+    (repo / "pkg").mkdir(parents=True)
+    (repo / "pkg" / "results.py").write_text("x = 1\n")
+    _git(repo, "init", "-q")
+    monkeypatch.setattr(results, "__file__", str(repo / "pkg" / "results.py"))
+    assert results.git_commit() is None  # no commit yet: no HEAD (though status answers)
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "one")
+    assert results.git_commit() is not None
+    (repo / ".git" / "index").write_text("junk")  # HEAD answers, status does not
+    assert results.git_commit() is None
