@@ -602,8 +602,9 @@ def test_save_chunk_writes_rows_and_params_with_checksums(tmp_path, monkeypatch)
                                     "columns": json.dumps(COLUMNS), "param/b2": [1.0, 2.0]}
     # a second chunk adds its runs; one whose params cannot be put in place adds none
     f.save_chunk("g", 2, COLUMNS, np.array([1.0] * 3), np.arange(3), 1, _metrics(3, 1, ["a"]),
-                 {"W1": np.zeros((3, 2, 3))}, first_run=9)
+                 {"W1": np.zeros((3, 2, 3))})  # runs numbered from 0 by default
     assert f._saved_now == 5
+    assert pq.read_table(f.rows_path("g", 2)).column("run").to_pylist() == [0, 1, 2]
 
     def refuse(src, dst):
         raise OSError(errno.EROFS, "Read-only file system")
@@ -994,3 +995,32 @@ def test_git_commit_is_none_when_git_fails_either_question(tmp_path, monkeypatch
     assert results.git_commit() is not None
     (repo / ".git" / "index").write_text("junk")  # HEAD answers, status does not
     assert results.git_commit() is None
+
+
+def test_params_npz_entries_are_zip64_so_a_leaf_may_pass_4_gib(tmp_path):
+    import struct
+    import zipfile
+
+    out = tmp_path / "out"
+    _two_groups(out).assemble([("g", 0), ("h", 0), ("g", 1)])
+    raw = (out / "params.npz").read_bytes()
+    with zipfile.ZipFile(out / "params.npz") as z:
+        infos = z.infolist()
+    assert len(infos) == 10
+    for info in infos:  # each local header carries a ZIP64 extra field (id 1), stored as is
+        assert info.compress_type == zipfile.ZIP_STORED, info.filename
+        start = info.header_offset
+        assert raw[start:start + 4] == b"PK\x03\x04"
+        name_len, extra_len = struct.unpack("<2H", raw[start + 26:start + 30])
+        extra = raw[start + 30 + name_len:start + 30 + name_len + extra_len]
+        assert extra_len >= 4 and struct.unpack("<H", extra[:2])[0] == 1, info.filename
+
+
+@pytest.mark.skipif("mutants" in results.__file__.split(os.sep),
+                    reason="mutmut's trampolines add stack frames")
+def test_a_damaged_file_warning_points_at_the_caller_of_verified(tmp_path):
+    (tmp_path / "chunks").mkdir()
+    (tmp_path / "chunks" / "c.npz").write_bytes(b"c")
+    with pytest.warns(results.DamagedFileWarning) as w:
+        results.RunFolder(tmp_path).verified(tmp_path / "chunks" / "c.npz")
+    assert w[0].filename == __file__
