@@ -8,11 +8,15 @@ import errno
 import os
 import signal
 import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from shortcut_jax import results
+
+DATA = Path(__file__).parent / "data"
+"""The committed tiny sweep folders (tests/test_mutants_build.py describes them)."""
 
 # --- atomic writes ------------------------------------------------------------------------------
 
@@ -345,7 +349,7 @@ def test_params_of_refuses_no_rows_and_load_params_no_match(tmp_path):
     with pytest.raises(ValueError) as e:
         results.params_of(folder, _rows((COLUMNS, 0.5, 0)).iloc[:0])
     assert str(e.value) == "rows: expected at least one run, got none"
-    shutil.copytree("tests/data/build_sweep2", tmp_path / "s")  # residual runs have depth 2
+    shutil.copytree(DATA / "build_sweep2", tmp_path / "s")  # residual runs have depth 2
     with pytest.raises(ValueError) as e:
         results.load_params(tmp_path / "s", variant="residual", depth=1)
     assert str(e.value) == "selectors: no run matches {'variant': 'residual', 'depth': 1}"
@@ -354,7 +358,7 @@ def test_params_of_refuses_no_rows_and_load_params_no_match(tmp_path):
 def test_load_params_reads_the_selected_runs_of_a_sweep_in_final_rows_order(tmp_path):
     import shutil
 
-    shutil.copytree("tests/data/build_sweep", tmp_path / "s")
+    shutil.copytree(DATA / "build_sweep", tmp_path / "s")
     chunk = next((tmp_path / "s" / "chunks").glob("*-shortcut-*.npz"))
     with np.load(chunk) as z:
         want = {k: z[k] for k in z.files}
