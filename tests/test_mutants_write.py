@@ -396,8 +396,9 @@ def test_provenance_records_versions_devices_precision_commit_and_time(monkeypat
                 "jax": jax.__version__, "jaxlib": jaxlib.__version__,
                 "optax": optax.__version__, "chex": importlib.metadata.version("chex"),
                 "numpy": np.__version__, "python": platform.python_version(),
-                "platform": platform.platform(), "backend": "cpu",
-                "device_kind": "cpu", "device_count": len(jax.devices()),
+                "platform": platform.platform(), "backend": jax.default_backend(),
+                "device_kind": jax.devices()[0].device_kind,
+                "device_count": len(jax.devices()),
                 "process_count": 1, "x64": on, "matmul_precision": "highest",
                 "git_commit": "abc123+dirty", "created": p["created"]}
             assert type(p["x64"]) is bool
