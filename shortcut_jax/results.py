@@ -617,7 +617,7 @@ def _whole(path: Path) -> bool:
         except (OSError, ValueError, pa.ArrowException):
             return False
     try:
-        with np.load(path) as z:
+        with open(path, "rb") as fh, np.load(fh) as z:  # np.load(path) leaves a bad zip open
             for k in z.files:
                 z[k]
         return True

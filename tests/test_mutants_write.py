@@ -5,9 +5,11 @@ the SIGINT handler called directly; each compared with hand-written values (no s
 nothing compiles)."""
 
 import errno
+import gc
 import os
 import signal
 import stat
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -234,6 +236,18 @@ COLUMNS = {"dataset": "xor", "data_seed": 0, "n_train": 80, "d": 3, "noise": 0.0
            "variant": "plain", "width": 2, "shortcut_init": None, "optimizer": "sgd",
            "loss_fn": "mse", "batch_size": "full", "depth": 1, "activation": "relu"}
 """A chunk's columns (as sweep writes them): the run key without lr and seed."""
+
+
+def test_whole_closes_a_file_that_is_no_zip(tmp_path):
+    """np.load(path) leaves the file open when the zip is broken (a ResourceWarning at
+    collection); _whole opens and closes it itself."""
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"PK\x03\x04 not a zip")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        assert results._whole(junk) is False
+        gc.collect()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
 
 
 def _params_folder(path, groups):
