@@ -703,3 +703,100 @@ def test_hessian_table_of_bce_runs_against_a_numeric_hessian(tmp_path):
         assert r["hess_zero"] == round(r["hess_zero_frac"] * len(lam))
     assert hess["hess_zero"].sum() > 0  # a near-zero eigenvalue somewhere
     assert report.hessian_table(folder, data, chosen.iloc[:0]).empty
+
+
+# --- hessian_table's network family: depth 2 (jax.hessian in float64) ------------------------
+
+
+def net_grad_np(theta, X, Y, h, residual, shortcut, loss_fn, masks=None):
+    """(∇J, ReLU patterns) of a depth-2 ReLU network (theta flat in ravel_pytree order: W1, W2,
+    b1, b2, Wo, bo, W), by backpropagation written out in NumPy float64; with `masks` the
+    patterns 1{z > 0} are held at those given (ReLU'' = 0, ReLU'(0) = 0: jax's Hessian)."""
+    n, d = X.shape
+    sizes = {"W1": h * d, "W2": h * h, "b1": h, "b2": h, "Wo": h, "bo": 1, "W": d * shortcut}
+    p = dict(zip(sizes, np.split(theta, np.cumsum(list(sizes.values()))[:-1])))
+    W1, W2 = p["W1"].reshape(h, d), p["W2"].reshape(h, h)
+    z1 = X @ W1.T + p["b1"]
+    m1 = z1 > 0 if masks is None else masks[0]
+    a1 = z1 * m1
+    z2 = a1 @ W2.T + p["b2"]
+    m2 = z2 > 0 if masks is None else masks[1]
+    a2 = z2 * m2 + (a1 if residual else 0)
+    zo = a2 @ p["Wo"] + p["bo"][0] + X @ p["W"] if shortcut else a2 @ p["Wo"] + p["bo"][0]
+    y_hat = 1 / (1 + np.exp(-zo))
+    g = (y_hat - Y if loss_fn == "bce" else (y_hat - Y) * y_hat * (1 - y_hat)) / n  # dJ/dzo
+    da2 = np.outer(g, p["Wo"])
+    dz2 = da2 * m2
+    dz1 = (dz2 @ W2 + (da2 if residual else 0)) * m1
+    grad = {"W1": dz1.T @ X, "W2": dz2.T @ a1, "b1": dz1.sum(0), "b2": dz2.sum(0),
+            "Wo": a2.T @ g, "bo": g.sum(keepdims=True), "W": X.T @ g if shortcut else []}
+    return np.concatenate([np.ravel(grad[k]) for k in sizes]), (m1, m2)
+
+
+def net_hessian_np(theta, X, Y, h, residual, shortcut, loss_fn, eps=1e-5):
+    """Central differences of net_grad_np with the ReLU patterns held at theta (differences of
+    the loss itself cross the kinks: units with z = 0 exactly, e.g. b2 = 0 on rows where every
+    first-layer unit is off)."""
+    _, masks = net_grad_np(theta, X, Y, h, residual, shortcut, loss_fn)
+    E = np.eye(len(theta)) * eps
+    H = np.stack([net_grad_np(theta + e, X, Y, h, residual, shortcut, loss_fn, masks)[0]
+                  - net_grad_np(theta - e, X, Y, h, residual, shortcut, loss_fn, masks)[0]
+                  for e in E]) / (2 * eps)
+    return (H + H.T) / 2
+
+
+def test_hessian_table_of_depth_2_networks_against_a_hand_written_one(tmp_path):
+    """hessian_table's network family on sweep 2's depth-2 runs of width 2 (plain, shortcut,
+    residual; the cross-entropy; jax.hessian in float64): each run's near-zero and negative
+    eigenvalue counts against the Hessian of a hand-written NumPy gradient, and no census."""
+    from shortcut_jax import results, stats
+
+    folder = tmp_path / "build_sweep2"
+    shutil.copytree(SWEEP2, folder)
+    config = json.loads((folder / "config.json").read_text())["config"]
+    data = report._datasets(folder, config)
+    chosen = stats.best_lr(results.load(folder), "val_acc")
+    chosen = chosen[(chosen["depth"] == 2) & (chosen["width"] == 2)]
+    hess = report.hessian_table(folder, data, chosen)
+    assert sorted(map(tuple, hess[["variant", "depth", "seed"]].astype(str).to_numpy())) == [
+        (v, "2", str(s)) for v in ("plain", "residual", "shortcut") for s in range(3)]
+    assert hess[list(report.CENSUS)].isna().all().all()  # the census: depth 1, relu only
+    ds = data_lib.make_synthetic("teacher", 0, 60, 30, d=3)
+    X, Y = np.asarray(ds.X_train, np.float64), np.asarray(ds.Y_train, np.float64)
+    with np.load(folder / "params.npz") as z:
+        saved = {k: z[k] for k in z.files}
+    names = ("W1", "W2", "b1", "b2", "Wo", "bo", "W")
+    for _, r in hess.iterrows():
+        v = str(r["variant"])
+        group = (f"teacher-s0-n60-d3-noise0-tw4-ts0-{v}{'-zeros' if v == 'shortcut' else ''}"
+                 "-h2-L2-relu-sgd-bce-bfull/")
+        i, = np.flatnonzero((saved[group + "lr"] == r["lr"]) & (saved[group + "seed"] == r["seed"]))
+        theta = np.concatenate([saved[group + k][i].astype(np.float64).ravel() for k in names
+                                if group + k in saved])
+        P = len(theta)
+        assert P == r["n_params"] == (3 + 1) * 2 + (2 + 1) * 2 + (2 + 1) + 3 * (v == "shortcut")
+        lam = np.linalg.eigvalsh(net_hessian_np(theta, X, Y, 2, v == "residual",
+                                                v == "shortcut", "bce"))
+        tol = 1e-6 * np.abs(lam).max()
+        assert r["hess_zero_frac"] == (np.abs(lam) <= tol).sum() / P, (v, r["seed"])
+        assert r["hess_neg_frac"] == (lam < -tol).sum() / P, (v, r["seed"])
+        assert r["hess_zero"] == (np.abs(lam) <= tol).sum()
+    assert hess["hess_zero"].sum() > 0 and (hess["hess_neg_frac"] > 0).all()
+
+
+def test_hessian_table_skips_models_over_the_limit(tmp_path, monkeypatch):
+    """Models over HESSIAN_MAX_PARAMS parameters are skipped, and only they: at a limit of 14,
+    width 2's depth-1 plain (11) and shortcut (14) networks are in, its depth-2 ones (17, 20)
+    out, whatever the order the groups come in."""
+    from shortcut_jax import results, stats
+
+    folder = tmp_path / "build_sweep2"
+    shutil.copytree(SWEEP2, folder)
+    config = json.loads((folder / "config.json").read_text())["config"]
+    data = report._datasets(folder, config)
+    chosen = stats.best_lr(results.load(folder), "val_acc")
+    chosen = chosen[chosen["width"] == 2]
+    monkeypatch.setattr(report, "HESSIAN_MAX_PARAMS", 14)
+    hess = report.hessian_table(folder, data, chosen)
+    assert sorted(map(tuple, hess[["variant", "depth", "n_params"]].astype(str).to_numpy())) == (
+        [("plain", "1", "11")] * 3 + [("shortcut", "1", "14")] * 3)
