@@ -277,6 +277,38 @@ def check_build_confidence_and_tau_passed_on(built90, rows):
                                    t_ci(diffs(rows, "test_loss", lr, lr), 0.9)[1:], rtol=1e-9)
 
 
+def check_build_figures_at_the_confidence(rep, rows, conf):
+    """The three figures at the end: their titles name the confidence, and what they draw
+    (means at the chosen lrs, the width figure's interval ends) is computed by hand."""
+    pct = f"{conf:.0%} t interval"
+    lrs = chosen_lr(rows)
+    assert lrs["plain"] == lrs["shortcut"] == 2.0
+    fig = rep.figures["acc_vs_width"]
+    assert fig._suptitle.get_text().startswith(f"final test_acc vs width (mean, {pct}")
+    (ax,) = fig.axes
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("width (hidden units)", "final test_acc")
+    drawn = sorted(y for line in ax.lines for y in line.get_ydata())
+    want = sorted(x for v in ("plain", "shortcut")
+                  for x in t_ci(run_values(rows, v, lrs[v], "test_acc"), conf, 0, 1))
+    np.testing.assert_allclose(drawn, want, rtol=1e-9)  # the means and the bars' ends
+    for name, metrics in (("learning_curves", ["test_acc"]),
+                          ("diagnostics", ["dead_frac", "saturated_frac", "shortcut_share",
+                                           "max_overlap", "grad_norm"])):
+        fig = rep.figures[name]
+        assert pct in fig._suptitle.get_text().replace("\n", " "), name
+        assert fig._suptitle.get_text().startswith("xor"), name
+        assert [a.get_ylabel() for a in fig.axes] == metrics, name
+        for a, m in zip(fig.axes, metrics):
+            assert [line.get_label() for line in a.lines] == [
+                "plain, lr=2 (n=4)", "shortcut (zeros), lr=2 (n=4)"], name
+            for line, v in zip(a.lines, ("plain", "shortcut")):
+                part = rows[(rows["variant"] == v) & (rows["lr"] == lrs[v])]
+                means = part.groupby("step")[m].mean()
+                np.testing.assert_array_equal(line.get_xdata(), means.index.to_numpy())
+                np.testing.assert_allclose(line.get_ydata(), means.to_numpy(), rtol=1e-6,
+                                           err_msg=f"{name} {m} {v}")
+
+
 def check_build_summary_every_lr(rep, rows, conf, tau):
     """The summary table: every variant and lr, the report's four metrics and steps to tau."""
     summ = rep.tables["summary"].sort_values(["variant", "lr"])
@@ -647,6 +679,7 @@ def test_build_at_other_confidence_and_tau(tmp_path, rows):
     built90 = report.build(folder, hessians=False, confidence=0.9, tau=0.1, baselines=True)
     check_build_confidence_and_tau_passed_on(built90, rows)
     check_build_summary_every_lr(built90, rows, 0.9, 0.1)
+    check_build_figures_at_the_confidence(built90, rows, 0.9)
     check_build_baselines(built90)
 
 
