@@ -610,6 +610,28 @@ def check_build2_appendix_residual(built2, rows2):
                                    t_ci(vals("residual") - vals("plain")), rtol=1e-9)
 
 
+def check_build2_appendix_headers_and_readings(built2):
+    """Each appendix table names its variant's win rate, and its reading names the variant
+    and counts no verdict: with 3 pairs the exact two-sided Wilcoxon p is at least 0.25, above
+    0.05 (a verdict at a level above 1 would count the intervals that exclude 0)."""
+    md = built2.markdown
+    app = md[md.index("## Appendix"):md.index("## Figures")]
+    parts = app.split("\n### ")[1:]
+    assert [p.splitlines()[0] for p in parts] == [
+        f"{m}{v}" for v in ("", ", residual − plain")
+        for m in ("test_acc", "test_loss", "train_loss", "test_gen_err")]
+    for p in parts:
+        residual = "residual − plain" in p.splitlines()[0]
+        v, who, n = ("residual", "the residual network is", 4) if residual else (
+            "shortcut", "the shortcut is", 8)
+        assert p.splitlines()[2].endswith(f" | detectable (80% power) | {v} win rate | pairs |")
+        assert (p.rstrip("\n") + "\n\n").endswith(
+            f" |\n\nReading: {who} significantly better in 0 of {n} configurations, "
+            f"significantly worse in 0, and within noise in the other {n} (Holm over the {n} "
+            "tested).\n\n"), p[-300:]
+    assert st.wilcoxon([1.0, 2.0, 3.0], method="exact").pvalue == 0.25
+
+
 def check_build2_per_axis_lines(built2):
     md = built2.markdown
     sec = md[md.index("## Where the shortcut helps"):md.index("## The teacher")]
@@ -698,6 +720,7 @@ def test_build_sweep_with_residual_runs_that_did_not_train_and_axes(tmp_path, ro
     check_build2_residual_pairs_against_scipy(built2, rows2)
     check_build2_per_axis_lines(built2)
     check_build2_appendix_residual(built2, rows2)
+    check_build2_appendix_headers_and_readings(built2)
     check_build2_linear_bound_table(built2, rows2)
 
 
