@@ -856,3 +856,100 @@ def test_hessian_table_skips_models_over_the_limit(tmp_path, monkeypatch):
     hess = report.hessian_table(folder, data, chosen)
     assert sorted(map(tuple, hess[["variant", "depth", "n_params"]].astype(str).to_numpy())) == (
         [("plain", "1", "11")] * 3 + [("shortcut", "1", "14")] * 3)
+
+
+# --- readings with verdicts: both sweeps at 25% (level 0.75) ---------------------------------
+
+
+def verdict_by_hand(entries, metric, conf, who):
+    """The reading of (setting, paired differences) entries: a verdict where the t interval
+    excludes 0 (with a spread) and the Holm-adjusted Wilcoxon p is below 1 − conf; the three
+    largest |mean| of each side named."""
+    ms = [(s, *t_ci(d, conf), wilcoxon_p(d), np.std(d) > 0) for s, d in entries]
+    holm = multipletests([m[4] for m in ms], method="holm")[1]
+    sign = 1 if "acc" in metric else -1
+    better, worse = [], []
+    for (s, m, lo, hi, _, spread), h in zip(ms, holm):
+        if spread and (lo > 0 or hi < 0) and h < 1 - conf:
+            (better if sign * m > 0 else worse).append((s, m, lo, hi, h))
+    n = len(ms)
+    text = (f"{who} significantly better in {len(better)} of {n} configurations, significantly "
+            f"worse in {len(worse)}, and within noise in the other {n - len(better) - len(worse)}")
+    for name, part in (("better", better), ("worse", worse)):
+        if part:
+            text += f"; {name} at " + ", ".join(
+                f"{s} ({m:+.4f} [{lo:+.4f}, {hi:+.4f}], Holm p {h:.3g})"
+                for s, m, lo, hi, h in sorted(part, key=lambda e: -abs(e[1]))[:3])
+    return text + f" (Holm over the {n} tested).", len(better) + len(worse)
+
+
+def pair2(f, variant, w, depth, metric, at_plain=False):
+    """Sweep 2's pairs variant − plain of a (width, depth), each at its chosen lr (or both at
+    plain's), seeds in order."""
+    def lr_of(v):
+        m = f[(f["variant"] == v) & (f["width"] == w) & (f["depth"] == depth)].groupby(
+            "lr")["val_acc"].mean()
+        return m[m == m.max()].index.min()
+
+    def values(v, lr):
+        return f[(f["variant"] == v) & (f["width"] == w) & (f["depth"] == depth)
+                 & (f["lr"] == lr)].sort_values("seed")[metric].to_numpy()
+
+    lr_p = lr_of("plain")
+    return values(variant, lr_p if at_plain else lr_of(variant)) - values("plain", lr_p)
+
+
+def test_build_at_a_low_confidence_readings_name_their_settings(tmp_path, rows, rows2):
+    """At 25% the intervals are short and the level 0.75: the readings reach verdicts and name
+    their configurations (sweep 1's appendix by lr; sweep 2's paired sections, the lines per
+    axis, pairs averaged over depth for width, and the teacher's), each sentence rebuilt from
+    scipy and statsmodels."""
+    conf = 0.25
+    out = tmp_path / "build_sweep"
+    shutil.copytree(SWEEP, out)
+    md = report.build(out, hessians=False, confidence=conf).markdown
+    app = md[md.index("## Appendix"):]
+    found = 0
+    for m in ("test_acc", "test_loss", "train_loss"):
+        want, n = verdict_by_hand([(f"xor width=4 lr={lr:g}", diffs(rows, m, lr, lr))
+                                   for lr in (0.5, 2.0)], m, conf, "the shortcut is")
+        assert f"\n### {m}\n" in app and f"\nReading: {want}\n" in app, want
+        found += n
+    assert found  # a verdict, naming its lr
+
+    out = tmp_path / "build_sweep2"
+    shutil.copytree(SWEEP2, out)
+    md = report.build(out, hessians=False, confidence=conf).markdown
+    lines = md.splitlines()
+    f = rows2[rows2["step"] == 40]
+    found = 0
+    for v, who, depths in (("shortcut", "the shortcut is", (1, 2)),
+                           ("residual", "the residual network is", (2,))):
+        sec = md[md.index(f"## Paired differences, {v} − plain"):]
+        for m in ("test_acc", "test_loss", "train_loss", "test_gen_err"):
+            part = sec[sec.index(f"### {m}\n"):].splitlines()
+            for at_plain, start in ((False, "Reading: "), (True, "At the plain network's lr: ")):
+                want, n = verdict_by_hand([(f"teacher width={w} depth={d}",
+                                            pair2(f, v, w, d, m, at_plain))
+                                           for w in (2, 3) for d in depths], m, conf, who)
+                assert [x for x in part if x.startswith(start)][0] == start + want
+                found += n
+        suffix = "" if v == "shortcut" else f", {v} − plain"
+        for m in ("test_acc", "test_loss"):
+            want, n = verdict_by_hand(
+                [(f"teacher width={w}", np.mean([pair2(f, v, w, d, m) for d in depths], 0))
+                 for w in (2, 3)], m, conf, who)
+            assert f"- width, {m}{suffix}: {want}" in lines, want
+            found += n
+            want, n = verdict_by_hand([(f"depth={d} width={w}", pair2(f, v, w, d, m))
+                                       for w in (2, 3) for d in depths], m, conf, who)
+            assert f"- depth, {m}{suffix}: {want}" in lines, want
+            found += n
+    want, _ = verdict_by_hand([(f"teacher width={w} depth={d}",
+                                pair2(f, "shortcut", w, d, "test_gen_err"))
+                               for w in (2, 3) for d in (1, 2)], "test_gen_err", conf,
+                              "the shortcut is")
+    assert ("## The teacher: generalisation error\n\ntest_gen_err = mean over test inputs of ½ "
+            "(ŷ − p_teacher)², the student's distance from the teacher's noiseless output.\n\n"
+            f"Reading: {want}\n\n") in md
+    assert found > 10
