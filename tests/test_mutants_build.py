@@ -364,6 +364,41 @@ def test_datasets_made_again_from_the_config(folder):
         np.testing.assert_array_equal(getattr(ds, a), getattr(ref, a), err_msg=a)
 
 
+def test_datasets_named_by_spec_where_a_task_has_several(tmp_path):
+    """A task with one data set is named by the task, one with several by each spec."""
+    config = {"grid": {"datasets": ["xor", "linear_xor"], "linear_weight": [0.5, 1.0],
+                       "n_train": [40], "n_test": 20}}
+    made = report._datasets(tmp_path, config)
+    assert [name for _, _, name in made] == [
+        "xor", "linear_xor-s0-n40-d2-noise0.05-lw0.5", "linear_xor-s0-n40-d2-noise0.05-lw1"]
+    assert [spec["linear_weight"] for spec, _, _ in made] == [None, 0.5, 1.0]
+    ref = data_lib.make_synthetic("linear_xor", 0, 40, 20, d=2, noise=0.05, linear_weight=1.0)
+    np.testing.assert_array_equal(made[2][1].X_train, ref.X_train)
+
+
+def test_datasets_refuse_a_data_file_that_changed(tmp_path):
+    """A CSV sweep's data file whose SHA-256 (hashlib) differs from the one its config.json
+    recorded is refused, the error naming the file and the folder; unchanged, it loads."""
+    import hashlib
+
+    csv = tmp_path / "points.csv"
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2))
+    pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "y": (X[:, 0] > 0).astype(int)}).to_csv(
+        csv, index=False)
+    folder = tmp_path / "the_sweep_folder"
+    config = {"grid": {"csv": str(csv), "target": "y"},
+              "data": [{"name": "points", "path": str(csv),
+                        "sha256": hashlib.sha256(csv.read_bytes()).hexdigest()}]}
+    (_, ds, name), = report._datasets(folder, config)
+    assert name == "points" and len(ds.Y_train) + len(ds.Y_val) + len(ds.Y_test) == 40
+    with csv.open("a") as out:
+        out.write("0.5,0.5,1\n")
+    with pytest.raises(ValueError, match="data: .*points.csv changed since the sweep in "
+                       f".*{folder.name} began"):
+        report._datasets(folder, config)
+
+
 def loss_np(theta, X, Y, d, h, shortcut, loss_fn="mse"):
     """J = mean ½ (y_hat − y)² (or the cross-entropy) of the problem's network, parameters flat
     (W1, b1, W2, b2, W)."""
