@@ -727,13 +727,24 @@ def test_build_report_of_a_finished_sweep(folder, rows):
 
 def test_build_at_other_confidence_and_tau(tmp_path, rows):
     """build at 90% confidence and tau 0.1, without Hessians, with baselines, of a folder whose
-    config.json records no variants (an older one: the grid's default)."""
+    config.json records no variants (an older one: the grid's default) and a data file."""
     folder = tmp_path / "build_sweep"
     shutil.copytree(SWEEP, folder)
     config = json.loads((folder / "config.json").read_text())
     del config["config"]["grid"]["variants"]
+    # a data file's record, as a CSV sweep's config.json holds it (not one of this grid's data
+    # sets, so nothing reads the file): the report lists it
+    config["config"]["data"].append({
+        "name": "points", "path": "/data/points.csv", "sha256": "0123456789abcdef" * 4,
+        "target": "label", "n_train": 41, "n_val": 11, "n_test": 23, "d": 5,
+        "label_map": {"no": 0, "yes": 1}})
     (folder / "config.json").write_text(json.dumps(config))
     built90 = report.build(folder, hessians=False, confidence=0.9, tau=0.1, baselines=True)
+    line = ("\n\n- /data/points.csv: 41 train / 11 validation / 23 test rows, 5 features, labels "
+            "mapped {'no': 0, 'yes': 1} (sha256 0123456789ab...)\n")
+    md = built90.markdown
+    assert md.count("/data/points.csv") == 1 and line in md
+    assert md.index("Holm-adjusted p values") < md.index(line) < md.index("## The selected")
     check_build_confidence_and_tau_passed_on(built90, rows)
     check_build_summary_every_lr(built90, rows, 0.9, 0.1)
     check_build_figures_at_the_confidence(built90, rows, 0.9)
