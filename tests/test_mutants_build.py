@@ -9,6 +9,7 @@ against the Parquet chunks read with pyarrow and scipy/statsmodels/NumPy directl
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -945,11 +946,13 @@ def pair2(f, variant, w, depth, metric, at_plain=False):
     return values(variant, lr_p if at_plain else lr_of(variant)) - values("plain", lr_p)
 
 
-def test_build_at_a_low_confidence_readings_name_their_settings(tmp_path, rows, rows2):
+def test_build_at_a_low_confidence_readings_name_their_settings(tmp_path, rows, rows2,
+                                                                 monkeypatch):
     """At 25% the intervals are short and the level 0.75: the readings reach verdicts and name
     their configurations (sweep 1's appendix by lr; sweep 2's paired sections, the lines per
     axis, pairs averaged over depth for width, and the teacher's), each sentence rebuilt from
-    scipy and statsmodels."""
+    scipy and statsmodels; its figures name the confidence. Sweep 2 is built as without
+    scikit-learn: Shamir's section says it was not checked."""
     conf = 0.25
     out = tmp_path / "build_sweep"
     shutil.copytree(SWEEP, out)
@@ -965,8 +968,21 @@ def test_build_at_a_low_confidence_readings_name_their_settings(tmp_path, rows, 
 
     out = tmp_path / "build_sweep2"
     shutil.copytree(SWEEP2, out)
-    md = report.build(out, hessians=False, confidence=conf).markdown
+    with monkeypatch.context() as m:  # as without scikit-learn (an optional dependency)
+        m.setitem(sys.modules, "sklearn.linear_model", None)
+        built2 = report.build(out, hessians=False, confidence=conf)
+    md = built2.markdown
     lines = md.splitlines()
+    assert "linear_bound" not in built2.tables
+    assert ("\n\n## Shamir's bound\n\nNot checked: scikit-learn is not installed (the `dev` or "
+            "`experiments` extra).\n\n## Appendix") in md
+    for name, pct in (("paired_vs_width", "(mean, 25% t interval"),
+                      ("paired_vs_depth", "(mean, 25% t interval"),
+                      ("heatmap_depth_width", "* = 25% interval"),
+                      ("paired_heatmap", "* = 25% interval")):
+        fig = built2.figures[name]
+        title = (fig._suptitle.get_text() if fig._suptitle else fig.axes[0].get_title())
+        assert pct in title.replace("\n", " "), (name, title)
     f = rows2[rows2["step"] == 40]
     found = 0
     for v, who, depths in (("shortcut", "the shortcut is", (1, 2)),
