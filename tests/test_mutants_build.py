@@ -946,6 +946,24 @@ def pair2(f, variant, w, depth, metric, at_plain=False):
     return values(variant, lr_p if at_plain else lr_of(variant)) - values("plain", lr_p)
 
 
+def untrained_by_hand(rows2, conf):
+    """Sweep 2's configurations that did not train, by the documented rule: the final
+    validation accuracy's t interval reaching down to chance (the validation split's majority
+    share), a mean training loss that rose from step 0, a non-finite run, or saturation."""
+    ds = data_lib.make_synthetic("teacher", 0, 60, 30, d=3)
+    share = np.mean(np.asarray(ds.Y_val) > 0.5)
+    chance = max(share, 1 - share)
+    out = set()
+    for key, g in rows2.groupby(["variant", "width", "depth", "lr"], observed=True):
+        end, start = g[g["step"] == 40], g[g["step"] == 0]
+        lo = t_ci(end["val_acc"], conf, 0, 1)[1]
+        if (lo <= chance or end["train_loss"].mean() > start["train_loss"].mean()
+                or not np.isfinite(end[["train_loss", "val_acc"]].to_numpy()).all()
+                or end["saturated_frac"].mean() >= 0.99):
+            out.add(tuple(map(str, key)))
+    return out
+
+
 def test_build_at_a_low_confidence_readings_name_their_settings(tmp_path, rows, rows2,
                                                                  monkeypatch):
     """At 25% the intervals are short and the level 0.75: the readings reach verdicts and name
@@ -956,6 +974,9 @@ def test_build_at_a_low_confidence_readings_name_their_settings(tmp_path, rows, 
     conf = 0.25
     out = tmp_path / "build_sweep"
     shutil.copytree(SWEEP, out)
+    config = json.loads((out / "config.json").read_text())
+    del config["config"]["data"]  # an older folder's config.json, without the data records
+    (out / "config.json").write_text(json.dumps(config))
     md = report.build(out, hessians=False, confidence=conf).markdown
     app = md[md.index("## Appendix"):]
     found = 0
@@ -974,6 +995,11 @@ def test_build_at_a_low_confidence_readings_name_their_settings(tmp_path, rows, 
     md = built2.markdown
     lines = md.splitlines()
     assert "linear_bound" not in built2.tables
+    bad = untrained_by_hand(rows2, conf)
+    assert set(map(tuple, built2.untrained[["variant", "width", "depth", "lr"]].astype(
+        str).to_numpy())) == bad
+    assert f"\n\n{len(bad)} of 20 configurations did not train: " in md
+    assert len(bad) != len(untrained_by_hand(rows2, 0.95))  # the confidence decides here
     assert ("\n\n## Shamir's bound\n\nNot checked: scikit-learn is not installed (the `dev` or "
             "`experiments` extra).\n\n## Appendix") in md
     for name, pct in (("paired_vs_width", "(mean, 25% t interval"),
