@@ -811,20 +811,21 @@ def test_hessian_table_of_bce_runs_against_a_numeric_hessian(tmp_path):
 # --- hessian_table's network family: depth 2 (jax.hessian in float64) ------------------------
 
 
-def net_grad_np(theta, X, Y, h, residual, shortcut, loss_fn, masks=None):
-    """(∇J, ReLU patterns) of a depth-2 ReLU network (theta flat in ravel_pytree order: W1, W2,
-    b1, b2, Wo, bo, W), by backpropagation written out in NumPy float64; with `masks` the
-    patterns 1{z > 0} are held at those given (ReLU'' = 0, ReLU'(0) = 0: jax's Hessian)."""
+def net_grad_np(theta, X, Y, h, residual, shortcut, loss_fn, masks=None, act="relu"):
+    """(∇J, ReLU patterns) of a depth-2 ReLU (or tanh) network (theta flat in ravel_pytree
+    order: W1, W2, b1, b2, Wo, bo, W), by backpropagation written out in NumPy float64; with
+    `masks` the patterns 1{z > 0} are held at those given (ReLU'' = 0, ReLU'(0) = 0: jax's
+    Hessian)."""
     n, d = X.shape
     sizes = {"W1": h * d, "W2": h * h, "b1": h, "b2": h, "Wo": h, "bo": 1, "W": d * shortcut}
     p = dict(zip(sizes, np.split(theta, np.cumsum(list(sizes.values()))[:-1])))
     W1, W2 = p["W1"].reshape(h, d), p["W2"].reshape(h, h)
     z1 = X @ W1.T + p["b1"]
-    m1 = z1 > 0 if masks is None else masks[0]
-    a1 = z1 * m1
+    m1 = (z1 > 0 if masks is None else masks[0]) if act == "relu" else 1 - np.tanh(z1) ** 2
+    a1 = z1 * m1 if act == "relu" else np.tanh(z1)  # m: phi'(z)
     z2 = a1 @ W2.T + p["b2"]
-    m2 = z2 > 0 if masks is None else masks[1]
-    a2 = z2 * m2 + (a1 if residual else 0)
+    m2 = (z2 > 0 if masks is None else masks[1]) if act == "relu" else 1 - np.tanh(z2) ** 2
+    a2 = (z2 * m2 if act == "relu" else np.tanh(z2)) + (a1 if residual else 0)
     zo = a2 @ p["Wo"] + p["bo"][0] + X @ p["W"] if shortcut else a2 @ p["Wo"] + p["bo"][0]
     y_hat = 1 / (1 + np.exp(-zo))
     g = (y_hat - Y if loss_fn == "bce" else (y_hat - Y) * y_hat * (1 - y_hat)) / n  # dJ/dzo
@@ -836,14 +837,15 @@ def net_grad_np(theta, X, Y, h, residual, shortcut, loss_fn, masks=None):
     return np.concatenate([np.ravel(grad[k]) for k in sizes]), (m1, m2)
 
 
-def net_hessian_np(theta, X, Y, h, residual, shortcut, loss_fn, eps=1e-5):
+def net_hessian_np(theta, X, Y, h, residual, shortcut, loss_fn, eps=1e-5, act="relu"):
     """Central differences of net_grad_np with the ReLU patterns held at theta (differences of
     the loss itself cross the kinks: units with z = 0 exactly, e.g. b2 = 0 on rows where every
     first-layer unit is off)."""
-    _, masks = net_grad_np(theta, X, Y, h, residual, shortcut, loss_fn)
+    _, masks = net_grad_np(theta, X, Y, h, residual, shortcut, loss_fn, act=act)
+    masks = masks if act == "relu" else None
     E = np.eye(len(theta)) * eps
-    H = np.stack([net_grad_np(theta + e, X, Y, h, residual, shortcut, loss_fn, masks)[0]
-                  - net_grad_np(theta - e, X, Y, h, residual, shortcut, loss_fn, masks)[0]
+    H = np.stack([net_grad_np(theta + e, X, Y, h, residual, shortcut, loss_fn, masks, act)[0]
+                  - net_grad_np(theta - e, X, Y, h, residual, shortcut, loss_fn, masks, act)[0]
                   for e in E]) / (2 * eps)
     return (H + H.T) / 2
 
@@ -1041,3 +1043,51 @@ def test_build_at_a_low_confidence_readings_name_their_settings(tmp_path, rows, 
             "(ŷ − p_teacher)², the student's distance from the teacher's noiseless output.\n\n"
             f"Reading: {want}\n\n") in md
     assert found > 10
+
+
+
+# --- a third sweep: tanh, depth 2 only, one lr ------------------------------------------------
+# tests/data/build_sweep3 (172 KB): sj.run_sweep(sj.Grid(datasets=("xor",), d=(3,), variants=(
+# "plain", "shortcut", "residual"), depths=(2,), activations=("tanh",), widths=(2, 3), lrs=(0.5,),
+# seeds=3, steps=20, eval_every=10, n_train=40, n_test=20), folder). About 0.8 s to build.
+
+SWEEP3 = Path(__file__).parent / "data" / "build_sweep3"
+
+
+def test_build_of_a_tanh_sweep_at_depth_2_and_one_lr(tmp_path):
+    """A residual sweep without depth 1 has no "left out at depth 1" paragraph; one lr gives no
+    lr heatmap; hessian_table's tanh networks (jax.hessian) against the hand-written Hessian."""
+    from shortcut_jax import results, stats
+
+    folder = tmp_path / "build_sweep3"
+    shutil.copytree(SWEEP3, folder)
+    built = report.build(folder, hessians=False)
+    assert "left out" not in built.markdown
+    assert ("\n\nThe paired sections take each variant − plain at each depth and activation "
+            "(shortcut − plain first,") in built.markdown
+    assert list(built.figures) == ["paired_vs_width", "acc_vs_width", "learning_curves",
+                                   "diagnostics"]
+    config = json.loads((folder / "config.json").read_text())["config"]
+    data = report._datasets(folder, config)
+    chosen = stats.best_lr(results.load(folder), "val_acc")
+    hess = report.hessian_table(folder, data, chosen[chosen["width"] == 2])
+    assert len(hess) == 9 and hess[list(report.CENSUS)].isna().all().all()
+    ds = data_lib.make_synthetic("xor", 0, 40, 20, d=3, noise=0.05)
+    X, Y = np.asarray(ds.X_train, np.float64), np.asarray(ds.Y_train, np.float64)
+    with np.load(folder / "params.npz") as z:
+        saved = {k: z[k] for k in z.files}
+    for _, r in hess.iterrows():
+        v = str(r["variant"])
+        group = (f"xor-s0-n40-d3-noise0.05-{v}{'-zeros' if v == 'shortcut' else ''}"
+                 "-h2-L2-tanh-sgd-mse-bfull/")
+        i, = np.flatnonzero((saved[group + "lr"] == 0.5) & (saved[group + "seed"] == r["seed"]))
+        theta = np.concatenate([saved[group + k][i].astype(np.float64).ravel()
+                                for k in ("W1", "W2", "b1", "b2", "Wo", "bo", "W")
+                                if group + k in saved])
+        lam = np.linalg.eigvalsh(net_hessian_np(theta, X, Y, 2, v == "residual",
+                                                v == "shortcut", "mse", act="tanh"))
+        tol = 1e-6 * np.abs(lam).max()
+        assert r["n_params"] == len(lam)
+        assert r["hess_zero_frac"] == (np.abs(lam) <= tol).sum() / len(lam), (v, r["seed"])
+        assert r["hess_neg_frac"] == (lam < -tol).sum() / len(lam), (v, r["seed"])
+    assert (hess["hess_neg_frac"] > 0).any()
