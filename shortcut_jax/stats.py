@@ -264,14 +264,18 @@ def holm(p) -> np.ndarray:
 def _effect_size(n: int, level: float, power: float) -> float:
     from statsmodels.stats.power import TTestPower
 
-    return float(TTestPower().solve_power(effect_size=None, nobs=n, alpha=level, power=power,
-                                          alternative="two-sided"))
+    if level >= power:  # the test rejects with probability >= level at every effect, 0 too
+        return 0.0
+    d = TTestPower().solve_power(effect_size=None, nobs=n, alpha=level, power=power,
+                                 alternative="two-sided")
+    return float(np.ravel(d)[0])  # a number, or a 1-element array for some n
 
 
 def detectable(diff, level: float = 0.05, power: float = POWER) -> float:
     """The smallest |mean difference| a two-sided paired t test at `level` detects with
     `power`, from the differences' sample standard deviation: Cohen's d solved by statsmodels'
-    TTestPower times the sd. NaN with fewer than 2 differences or zero spread."""
+    TTestPower times the sd; 0 at a level >= power. NaN with fewer than 2 differences or zero
+    spread."""
     d = np.asarray(diff, np.float64)
     d = d[np.isfinite(d)]
     if d.size < 2 or not np.ptp(d) > 0:

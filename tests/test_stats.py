@@ -252,6 +252,19 @@ def test_detectable_difference_is_statsmodels_power_solution_times_the_spread():
                                   0.05 / 2) == pytest.approx(0.8, abs=1e-5)
 
 
+def test_detectable_at_a_level_at_or_above_the_power_is_zero():
+    """A two-sided test at level >= power rejects with probability >= power at effect 0, so
+    the detectable difference is 0 (statsmodels solves it as an array at level 0.8 with 3
+    differences and fails above it); below, statsmodels' solution times the spread."""
+    from statsmodels.stats.power import TTestPower
+
+    d = np.array([0.1, 0.3, 0.2])
+    for level in (0.8, 0.9):
+        assert stats.detectable(d, level) == 0.0
+    es = TTestPower().solve_power(nobs=3, alpha=0.7, power=0.8)
+    assert stats.detectable(d, 0.7) == pytest.approx(es * 0.1, rel=1e-9)  # sd of d: 0.1
+
+
 def test_paired_at_the_plain_networks_lr_matches_both_variants_there():
     # plain is best on validation at lr 1.0, the shortcut at 0.3; test_acc by hand per seed
     acc = {("plain", 0.3): [0.70, 0.72, 0.71], ("plain", 1.0): [0.80, 0.83, 0.81],
