@@ -259,14 +259,20 @@ def _with_matched(table: pd.DataFrame, matched: pd.DataFrame, axes: list[str],
 def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True,
           baselines: bool = False, confidence: float = 0.95,
           progress: Callable[[str], None] | None = None) -> Report:
-    """The report of a finished sweep folder (a ValueError names what is missing); `progress`
-    is called with each step's name (STEPS, in order) as it starts."""
+    """The report of a finished sweep folder with plain and shortcut runs (a ValueError names
+    what is missing); `progress` is called with each step's name (STEPS, in order) as it
+    starts."""
     tell = progress or (lambda step: None)
     folder = Path(folder)
     tell(STEPS[0])
     # only the columns the report reads
     df = results.load(folder, columns=[c for c in results.columns_of(folder) if c in (
         *results.ID_COLUMNS, "run", *REPORT_METRICS)])
+    variants = sorted(map(str, df["variant"].unique()))
+    if not {"plain", "shortcut"} <= set(variants):
+        raise ValueError(f"folder: the report compares each variant with plain, the problem's "
+                         f"shortcut first: expected plain and shortcut runs in {folder}, got "
+                         f"variants {variants}")
     config = results.RunFolder(folder).config()["config"]
     tau = config.get("tau", 0.05) if tau is None else tau
     axes = varied_axes(df)

@@ -168,3 +168,22 @@ def test_deeper_groups_run_in_smaller_blocks(tmp_path, monkeypatch):
     sj.run_sweep(grid, str(tmp_path / "out"), progress=False)
     assert sorted(made) == [(1, 16), (3, 4)]
     assert grid.block(200, 64, 3) == 4 and grid.block(200, 64) == 16
+
+
+def test_report_of_a_sweep_without_shortcut_runs_says_what_it_needs(tmp_path, capsys):
+    """The report compares each variant with plain, the shortcut first: a plain + residual
+    sweep trains and loads, and its report is refused naming what it needs (it failed with a
+    KeyError inside the report)."""
+    from shortcut_jax import report
+
+    grid = sj.Grid(**{**SMALL, "seeds": 2}, depths=(2,), variants=("plain", "residual"))
+    sj.run_sweep(grid, str(tmp_path / "out"), progress=False)
+    assert set(sj.load_results(tmp_path / "out")["variant"]) == {"plain", "residual"}
+    message = (f"folder: the report compares each variant with plain, the problem's shortcut "
+               f"first: expected plain and shortcut runs in {tmp_path / 'out'}, got variants "
+               f"['plain', 'residual']")
+    with pytest.raises(ValueError) as e:
+        report.build(tmp_path / "out")
+    assert str(e.value) == message
+    assert cli.main(["report", str(tmp_path / "out"), "--no-progress"]) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
