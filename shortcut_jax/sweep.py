@@ -338,10 +338,11 @@ def auto_block_size(n: int, h: int, platform: str | None = None, depth: int = 1)
     """Runs vmapped in one call per device, from the float32 activations of a run: (2 depth - 1)
     (n, h) matrices (the problem's network: one; each deeper layer adds its z_k and a_k).
 
-    CPU: the power of two (1..64) of runs whose activations fill ~1 MiB, a core's cache (the
-    measurements behind it: experiments/BENCHMARKS.md). Other platforms (GPU, TPU) want the
-    device filled instead: up to 4096 runs whose activations fit 32 MiB (a guess, not measured).
-    platform: jax.default_backend() by default.
+    CPU: the power of two (1..64) of runs whose activations fill ~1 MiB, a core's cache, and
+    at most 2 for depth >= 2 (measured: blocks of 4 or more were 30-45% slower a model-step
+    there; experiments/BENCHMARKS.md holds the measurements behind both). Other platforms (GPU,
+    TPU) want the device filled instead: up to 4096 runs whose activations fit 32 MiB (a guess,
+    not measured). platform: jax.default_backend() by default.
     """
     data_lib._check_int("n", n)
     data_lib._check_int("h", h)
@@ -350,7 +351,7 @@ def auto_block_size(n: int, h: int, platform: str | None = None, depth: int = 1)
     if not isinstance(platform, str):
         raise TypeError(f"platform: expected a name such as 'cpu' or 'gpu', got {platform!r}")
     platform = platform.lower()
-    budget, cap = (1 << 20, 64) if platform == "cpu" else (1 << 25, 4096)
+    budget, cap = (1 << 20, 64 if depth == 1 else 2) if platform == "cpu" else (1 << 25, 4096)
     fit = budget // (4 * n * h * (2 * depth - 1))
     return int(min(cap, 2 ** int(math.log2(fit)))) if fit >= 1 else 1
 

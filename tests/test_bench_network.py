@@ -22,8 +22,8 @@ def test_block_times_cover_every_depth_and_block():
     assert [r["depth"] for r in report["rows"]] == [1, 3]
     assert all(set(r["us_per_model_step"]) == {1, 2} and min(r["us_per_model_step"].values())
                > 0 for r in report["rows"])
-    # 1 MiB / (4 B x 64 x 4 x 5) = 204.8 runs at depth 3: the cap of 64
-    assert [r["auto_block"] for r in report["rows"]] == [64, 64]
+    # 1 MiB / (4 B x 64 x 4) = 1024 runs at depth 1: the cap of 64; at depth 3 the cap of 2
+    assert [r["auto_block"] for r in report["rows"]] == [64, 2]
     text = bench.markdown({"versions": sections.versions(), "network_blocks": report})
     assert "| 3 | " in text and "## The kit's block size against the depth" in text
     with pytest.raises(ValueError, match=r"M: expected a multiple of every block size \[1, 2\], "

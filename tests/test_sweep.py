@@ -388,12 +388,13 @@ def test_auto_block_size_fills_about_a_megabyte():
     assert auto_block_size(4096, 128, platform="gpu") == 16
     assert auto_block_size(10, 1, platform="tpu") == 4096  # capped
     assert auto_block_size(1000, 16, platform="CPU") == 16
-    # a depth-L run holds 2L - 1 activation matrices: 1 MiB / (4 B x 1000 x 16 x 3) = 5.5 -> 4
+    # a depth-L run holds 2L - 1 activation matrices, and deeper blocks hold 2 runs at most
     assert auto_block_size(1000, 16, depth=1) == 16
-    assert auto_block_size(1000, 16, depth=2) == 4
+    assert auto_block_size(1000, 16, depth=2) == 2  # 1 MiB / 192 kB = 5.5 -> 4, capped at 2
     assert auto_block_size(1000, 16, depth=3) == 2  # 1 MiB / 320 kB = 3.3
     assert auto_block_size(1000, 16, depth=4) == 2  # 1 MiB / 448 kB = 2.3
     assert auto_block_size(1000, 16, depth=9) == 1  # 1 MiB / 1088 kB < 1: one run
+    assert auto_block_size(10, 1, depth=2) == 2  # the cap, not 64
     assert auto_block_size(1000, 16, platform="gpu", depth=3) == 64  # 32 MiB / 320 kB = 104.9
     with pytest.raises(ValueError, match=r"depth: expected an integer >= 1, got 0"):
         auto_block_size(1000, 16, depth=0)

@@ -154,7 +154,7 @@ def test_report_over_the_new_axes_says_what_it_left_out(tmp_path):
 def test_deeper_groups_run_in_smaller_blocks(tmp_path, monkeypatch):
     """The block is what auto_block_size gives for the group's depth: 200 rows x 64 units hold
     51.2 kB a matrix, so 1 MiB fits 20 runs of depth 1 (block 16) and 4 of depth 3 (5
-    matrices a run: block 4)."""
+    matrices a run), capped at 2 for depth >= 2."""
     made = []
     real = sj.sweep.Executor
 
@@ -166,8 +166,8 @@ def test_deeper_groups_run_in_smaller_blocks(tmp_path, monkeypatch):
     grid = sj.Grid(datasets=("moons",), widths=(64,), lrs=(0.5,), seeds=16, steps=2,
                    eval_every=2, n_train=200, n_test=30, depths=(1, 3))
     sj.run_sweep(grid, str(tmp_path / "out"), progress=False)
-    assert sorted(made) == [(1, 16), (3, 4)]
-    assert grid.block(200, 64, 3) == 4 and grid.block(200, 64) == 16
+    assert sorted(made) == [(1, 16), (3, 2)]
+    assert grid.block(200, 64, 3) == 2 and grid.block(200, 64) == 16
 
 
 def test_report_of_a_sweep_without_shortcut_runs_says_what_it_needs(tmp_path, capsys):
