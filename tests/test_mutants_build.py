@@ -469,6 +469,18 @@ def check_hessian_table_against_a_numeric_hessian(built, folder, rows):
 SWEEP2 = Path(__file__).parent / "data" / "build_sweep2"
 
 
+def _selected(tmp_path, source):
+    """A copy of a committed sweep folder, its data sets made again, and its runs at the
+    validation-selected lr: what hessian_table reads."""
+    from shortcut_jax import results, stats
+
+    folder = tmp_path / source.name
+    shutil.copytree(source, folder)
+    config = json.loads((folder / "config.json").read_text())["config"]
+    return folder, report._datasets(folder, config), stats.best_lr(results.load(folder),
+                                                                   "val_acc")
+
+
 @pytest.fixture(scope="module")
 def rows2():
     df = pd.concat([pq.read_table(p).to_pandas()
@@ -774,13 +786,8 @@ def test_build_sweep_with_residual_runs_that_did_not_train_and_axes(tmp_path, ro
 def test_hessian_table_of_bce_runs_against_a_numeric_hessian(tmp_path):
     """hessian_table itself on sweep 2's depth-1 runs (the cross-entropy, widths 2 and 3; its
     depth-2 runs would need jax.hessian, which compiles), and of no runs."""
-    from shortcut_jax import results, stats
 
-    folder = tmp_path / "build_sweep2"
-    shutil.copytree(SWEEP2, folder)
-    config = json.loads((folder / "config.json").read_text())["config"]
-    data = report._datasets(folder, config)
-    chosen = stats.best_lr(results.load(folder), "val_acc")
+    folder, data, chosen = _selected(tmp_path, SWEEP2)
     chosen = chosen[chosen["depth"] == 1]
     assert isinstance(chosen["variant"].dtype, pd.CategoricalDtype)  # residual unobserved here
     hess = report.hessian_table(folder, data, chosen)
@@ -854,13 +861,8 @@ def test_hessian_table_of_depth_2_networks_against_a_hand_written_one(tmp_path):
     """hessian_table's network family on sweep 2's depth-2 runs of width 2 (plain, shortcut,
     residual; the cross-entropy; jax.hessian in float64): each run's near-zero and negative
     eigenvalue counts against the Hessian of a hand-written NumPy gradient, and no census."""
-    from shortcut_jax import results, stats
 
-    folder = tmp_path / "build_sweep2"
-    shutil.copytree(SWEEP2, folder)
-    config = json.loads((folder / "config.json").read_text())["config"]
-    data = report._datasets(folder, config)
-    chosen = stats.best_lr(results.load(folder), "val_acc")
+    folder, data, chosen = _selected(tmp_path, SWEEP2)
     chosen = chosen[(chosen["depth"] == 2) & (chosen["width"] == 2)]
     hess = report.hessian_table(folder, data, chosen)
     assert sorted(map(tuple, hess[["variant", "depth", "seed"]].astype(str).to_numpy())) == [
@@ -893,13 +895,8 @@ def test_hessian_table_skips_models_over_the_limit(tmp_path, monkeypatch):
     """Models over HESSIAN_MAX_PARAMS parameters are skipped, and only they: at a limit of 14,
     width 2's depth-1 plain (11) and shortcut (14) networks are in, its depth-2 ones (17, 20)
     out, whatever the order the groups come in."""
-    from shortcut_jax import results, stats
 
-    folder = tmp_path / "build_sweep2"
-    shutil.copytree(SWEEP2, folder)
-    config = json.loads((folder / "config.json").read_text())["config"]
-    data = report._datasets(folder, config)
-    chosen = stats.best_lr(results.load(folder), "val_acc")
+    folder, data, chosen = _selected(tmp_path, SWEEP2)
     chosen = chosen[chosen["width"] == 2]
     monkeypatch.setattr(report, "HESSIAN_MAX_PARAMS", 14)
     hess = report.hessian_table(folder, data, chosen)
@@ -1052,6 +1049,7 @@ def test_build_at_a_low_confidence_readings_name_their_settings(tmp_path, rows, 
 # seeds=3, steps=20, eval_every=10, n_train=40, n_test=20), folder). About 0.8 s to build.
 
 SWEEP3 = Path(__file__).parent / "data" / "build_sweep3"
+
 
 
 def test_build_of_a_tanh_sweep_at_depth_2_and_one_lr(tmp_path):
