@@ -1089,3 +1089,30 @@ def test_build_of_a_tanh_sweep_at_depth_2_and_one_lr(tmp_path):
         assert r["hess_zero_frac"] == (np.abs(lam) <= tol).sum() / len(lam), (v, r["seed"])
         assert r["hess_neg_frac"] == (lam < -tol).sum() / len(lam), (v, r["seed"])
     assert (hess["hess_neg_frac"] > 0).any()
+
+
+# --- baseline_table and png -------------------------------------------------------------------
+
+
+def test_baseline_table_of_two_data_sets_against_scikit_learn(monkeypatch):
+    """baseline_table itself: one row per data set, in data order, each scikit-learn's logistic
+    regression (max_iter 2000) fitted on the train split and scored on each split; empty
+    without scikit-learn."""
+    from sklearn.linear_model import LogisticRegression
+
+    made = [data_lib.make_synthetic("xor", 0, 80, 30, d=3, noise=0.05),
+            data_lib.make_synthetic("moons", 1, 60, 40, d=2, noise=0.3)]
+    data = [({}, made[0], "first"), ({}, made[1], "second")]
+    base = report.baseline_table(data)
+    assert base.columns.tolist() == ["data set", "model", "train acc", "val acc", "test acc"]
+    assert base[["data set", "model"]].values.tolist() == [
+        ["first", "logistic regression"], ["second", "logistic regression"]]
+    for k, ds in enumerate(made):
+        model = LogisticRegression(max_iter=2000).fit(ds.X_train, ds.Y_train)
+        want = [model.score(ds.X_train, ds.Y_train), model.score(ds.X_val, ds.Y_val),
+                model.score(ds.X_test, ds.Y_test)]
+        assert len({*want}) == 3, want  # the three splits tell apart which one was scored
+        np.testing.assert_allclose(base.iloc[k, 2:].to_numpy(np.float64), want, rtol=1e-12)
+    monkeypatch.setitem(sys.modules, "sklearn.linear_model", None)  # as if not installed
+    empty = report.baseline_table(data)
+    assert isinstance(empty, pd.DataFrame) and empty.empty and empty.columns.empty
