@@ -1116,3 +1116,21 @@ def test_baseline_table_of_two_data_sets_against_scikit_learn(monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn.linear_model", None)  # as if not installed
     empty = report.baseline_table(data)
     assert isinstance(empty, pd.DataFrame) and empty.empty and empty.columns.empty
+
+
+def test_png_is_a_png_at_100_dpi_whatever_the_settings():
+    """png: PNG bytes (the signature and IHDR read by hand) of the figure at 100 dpi, whatever
+    matplotlib's savefig format and dpi settings and the figure's own dpi."""
+    import struct
+
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(3, 2), dpi=72)
+    fig.add_subplot().plot([0, 1], [1, 0])
+    with matplotlib.rc_context({"savefig.format": "pdf", "savefig.dpi": 50}):
+        got = report.png(fig)
+    assert got[:8] == b"\x89PNG\r\n\x1a\n" and got[12:16] == b"IHDR"
+    assert struct.unpack(">II", got[16:24]) == (300, 200)  # 3 x 2 inches at 100 dpi
+    i = got.index(b"pHYs")  # pixels per metre, unit 1 (metre): 100 dpi
+    assert struct.unpack(">IIB", got[i + 4:i + 13]) == (3937, 3937, 1)
