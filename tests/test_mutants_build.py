@@ -1134,3 +1134,117 @@ def test_png_is_a_png_at_100_dpi_whatever_the_settings():
     assert struct.unpack(">II", got[16:24]) == (300, 200)  # 3 x 2 inches at 100 dpi
     i = got.index(b"pHYs")  # pixels per metre, unit 1 (metre): 100 dpi
     assert struct.unpack(">IIB", got[i + 4:i + 13]) == (3937, 3937, 1)
+
+
+
+# --- a fourth sweep: 2-D data, two data sets of one task --------------------------------------
+# tests/data/build_sweep4 (161 KB): sj.run_sweep(sj.Grid(datasets=("xor",), d=(2,), data_seeds=(0,
+# 1), variants=("plain", "shortcut"), widths=(2, 3), lrs=(0.5,), seeds=2, steps=20, eval_every=10,
+# n_train=(40,), n_test=20), folder, progress=False), the `.lock` file removed. About 0.7 s to
+# build (its decision boundaries compile a predict).
+
+SWEEP4 = Path(__file__).parent / "data" / "build_sweep4"
+NAME4 = "xor-s{}-n40-d2-noise0.05"
+
+
+def boundaries_by_hand(folder, data_seed, variant, width, seed):
+    """The decision boundary's ŷ on plots.decision_boundaries' documented grid (X_train's box
+    padded by 10% of its span each side, 200 x 200), from params.npz read with NumPy alone and
+    the data made again: sigmoid(W2 relu(W1 x + b1) + b2 + W x), in float64."""
+    ds = data_lib.make_synthetic("xor", data_seed, 40, 20, d=2, noise=0.05)
+    X = np.asarray(ds.X_train, np.float64)
+    lo, hi = X.min(0), X.max(0)
+    lo, hi = lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo)
+    gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))
+    G = np.stack([gx.ravel(), gy.ravel()], 1)
+    group = (f"{NAME4.format(data_seed)}-{variant}{'-zeros' if variant == 'shortcut' else ''}"
+             f"-h{width}-sgd-mse-bfull/")
+    with np.load(folder / "params.npz") as z:
+        i, = np.flatnonzero((z[group + "lr"] == 0.5) & (z[group + "seed"] == seed))
+        p = {k: z[group + k][i].astype(np.float64) for k in ("W1", "b1", "W2", "b2", "W")
+             if group + k in z.files}
+    z2 = np.maximum(G @ p["W1"].T + p["b1"], 0) @ p["W2"][0] + p["b2"]
+    if "W" in p:
+        z2 = z2 + G @ p["W"][0]
+    return X, np.asarray(ds.Y_train), (1 / (1 + np.exp(-z2))).reshape(gx.shape)
+
+
+def check_boundaries(figure, folder, data_seed, drawn):
+    """One panel per variant (plain, shortcut; the smallest width and seed), each with its title,
+    the training points by label, and ŷ (`drawn`: what contourf was given) by hand."""
+    from matplotlib.collections import PathCollection
+
+    panels = [a for a in figure.axes if a.get_title()]
+    assert [a.get_title().replace("\n", " ") for a in panels] == [
+        "plain, h=2, lr=0.5, seed 0", "shortcut, h=2, lr=0.5, seed 0"]
+    assert len(drawn) == 2
+    for ax, variant, prob in zip(panels, ("plain", "shortcut"), drawn):
+        X, Y, want = boundaries_by_hand(folder, data_seed, variant, 2, 0)
+        np.testing.assert_allclose(prob, want, rtol=1e-5, atol=1e-6, err_msg=variant)
+        points = [c.get_offsets() for c in ax.collections if isinstance(c, PathCollection)]
+        assert len(points) == 2
+        for got, label in zip(points, (0, 1)):
+            np.testing.assert_array_equal(got, X[Y == label])
+
+
+def contourf_spy(monkeypatch):
+    """The ŷ arrays handed to matplotlib's contourf, recorded in call order."""
+    from matplotlib.axes import Axes
+
+    drawn, contourf = [], Axes.contourf
+
+    def spy(self, *args, **kwargs):
+        drawn.append(np.asarray(args[2], np.float64))
+        return contourf(self, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "contourf", spy)
+    return drawn
+
+
+def test_boundaries_of_2d_data_against_numpy(tmp_path, monkeypatch):
+    """boundaries itself on sweep 4: the first data set of the task drawn (its second, the
+    same task, not), plain and shortcut of the smallest width and seed at the chosen lr, ŷ on
+    the grid against NumPy; rows of other networks (depth 2, tanh, as a sweep with those axes
+    has) left out."""
+    folder, data, chosen = _selected(tmp_path, SWEEP4)
+    drawn = contourf_spy(monkeypatch)
+    extra = chosen[(chosen["data_seed"] == 0) & (chosen["width"] == 2) & (chosen["seed"] == 0)]
+    deep = extra.assign(depth=2)
+    tanh = extra.assign(activation=pd.Categorical(["tanh"] * len(extra),
+                                                  categories=["relu", "tanh"]))
+    both = pd.concat([deep, chosen.astype({"activation": tanh["activation"].dtype}), tanh],
+                     ignore_index=True)
+    out = report.boundaries(folder, data, both)
+    assert list(out) == [f"boundaries_{NAME4.format(0)}"]
+    check_boundaries(out[f"boundaries_{NAME4.format(0)}"], folder, 0, drawn)
+
+
+def test_boundaries_skip_data_sets_without_runs_or_not_2d(tmp_path, monkeypatch):
+    """A data set without chosen runs, or one whose inputs are not 2-D (a 3-D data set put in
+    the first entry's place), is skipped, and the next one of the task is drawn."""
+    folder, data, chosen = _selected(tmp_path, SWEEP4)
+    drawn = contourf_spy(monkeypatch)
+    out = report.boundaries(folder, data, chosen[chosen["data_seed"] == 1])
+    assert list(out) == [f"boundaries_{NAME4.format(1)}"]
+    check_boundaries(out[f"boundaries_{NAME4.format(1)}"], folder, 1, drawn)
+    drawn.clear()
+    three_d = data_lib.make_synthetic("xor", 0, 40, 20, d=3, noise=0.05)
+    out = report.boundaries(folder, [(data[0][0], three_d, "three"), data[1]], chosen)
+    assert list(out) == [f"boundaries_{NAME4.format(1)}"]
+    check_boundaries(out[f"boundaries_{NAME4.format(1)}"], folder, 1, drawn)
+
+
+def test_build_of_a_2d_sweep_draws_its_boundaries(tmp_path, monkeypatch):
+    """build of sweep 4: the boundaries of its first data set among the figures, listed last."""
+    folder = tmp_path / "build_sweep4"
+    shutil.copytree(SWEEP4, folder)
+    drawn = contourf_spy(monkeypatch)
+    built = report.build(folder, hessians=False)
+    name = f"boundaries_{NAME4.format(0)}"
+    assert list(built.figures) == ["paired_vs_width", "acc_vs_width", "learning_curves",
+                                   "diagnostics", name]
+    assert built.markdown.endswith(
+        "## Figures\n\n![acc_vs_width](figures/acc_vs_width.png)\n"
+        "![learning_curves](figures/learning_curves.png)\n"
+        f"![diagnostics](figures/diagnostics.png)\n![{name}](figures/{name}.png)\n")
+    check_boundaries(built.figures[name], folder, 0, drawn[-2:])
