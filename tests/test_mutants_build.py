@@ -1248,3 +1248,30 @@ def test_build_of_a_2d_sweep_draws_its_boundaries(tmp_path, monkeypatch):
         "![learning_curves](figures/learning_curves.png)\n"
         f"![diagnostics](figures/diagnostics.png)\n![{name}](figures/{name}.png)\n")
     check_boundaries(built.figures[name], folder, 0, drawn[-2:])
+
+
+# --- a folder without shortcut runs -----------------------------------------------------------
+
+
+def test_build_refuses_a_folder_without_shortcut_runs(tmp_path):
+    """A copy of sweep 1 whose table lists its plain chunk only (the shortcut chunk removed,
+    manifest.json's checksums made again with hashlib): build names what it needs."""
+    import hashlib
+
+    folder = tmp_path / "build_sweep"
+    shutil.copytree(SWEEP, folder)
+    table = json.loads((folder / "table.json").read_text())
+    table["files"] = [p for p in table["files"] if "-plain-" in p]
+    table["rows"] = 32
+    (folder / "table.json").write_text(json.dumps(table))
+    manifest = {k: v for k, v in json.loads((folder / "manifest.json").read_text()).items()
+                if "-shortcut-" not in k}
+    manifest["table.json"] = hashlib.sha256((folder / "table.json").read_bytes()).hexdigest()
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    for p in folder.glob("chunks/*-shortcut-*"):
+        p.unlink()
+    with pytest.raises(ValueError) as e:
+        report.build(folder, hessians=False)
+    assert str(e.value) == (
+        "folder: the report compares each variant with plain, the problem's shortcut first: "
+        f"expected plain and shortcut runs in {folder}, got variants ['plain']")
