@@ -1275,3 +1275,29 @@ def test_build_refuses_a_folder_without_shortcut_runs(tmp_path):
     assert str(e.value) == (
         "folder: the report compares each variant with plain, the problem's shortcut first: "
         f"expected plain and shortcut runs in {folder}, got variants ['plain']")
+
+
+def test_build_refuses_a_folder_whose_data_file_changed(tmp_path):
+    """A copy of sweep 1 whose config.json records a CSV grid and its file's SHA-256 (a CSV
+    sweep's): with the file changed since (a SHA-256 that is not hashlib's of it), build names
+    the file and the folder."""
+    import hashlib
+
+    folder = tmp_path / "build_sweep"
+    shutil.copytree(SWEEP, folder)
+    csv = tmp_path / "points.csv"
+    X = np.random.default_rng(0).normal(size=(40, 2))
+    pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "y": (X[:, 0] > 0).astype(int)}).to_csv(
+        csv, index=False)
+    held = hashlib.sha256(b"the file as it was").hexdigest()
+    config = json.loads((folder / "config.json").read_text())
+    grid = config["config"]["grid"]
+    grid.update(csv=str(csv), target="y", n_train=None, d=None, noise=None)
+    config["config"]["data"] = [{"name": "points", "path": str(csv), "sha256": held}]
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError) as e:
+        report.build(folder, hessians=False)
+    now = hashlib.sha256(csv.read_bytes()).hexdigest()
+    assert str(e.value) == (
+        f"data: {csv} changed since the sweep in {folder} began (sha256 {held[:12]}..., now "
+        f"{now[:12]}...); restore the file or use another --out folder")
