@@ -988,11 +988,19 @@ def test_build_at_a_low_confidence_readings_name_their_settings(tmp_path, rows, 
 
     out = tmp_path / "build_sweep2"
     shutil.copytree(SWEEP2, out)
+    config = json.loads((out / "config.json").read_text())
+    grid = config["config"]["grid"]  # the opening's lists, as a grid of two of each records
+    grid.update(optimizers=["sgd", "adam"], loss_fns=["bce", "mse"],
+                variants=[*grid["variants"], "residual+shortcut"])
+    (out / "config.json").write_text(json.dumps(config))
     with monkeypatch.context() as m:  # as without scikit-learn (an optional dependency)
         m.setitem(sys.modules, "sklearn.linear_model", None)
         built2 = report.build(out, hessians=False, confidence=conf)
     md = built2.markdown
     lines = md.splitlines()
+    assert " 3 seeds, 40 steps of sgd, adam on the bce, mse loss; varied axes: " in lines[2]
+    assert ("\n\nresidual and residual+shortcut at depth 1 left out: a depth-1 network has no "
+            "skip between hidden layers (it is the plain network there).\n\n") in md
     assert "linear_bound" not in built2.tables
     bad = untrained_by_hand(rows2, conf)
     assert set(map(tuple, built2.untrained[["variant", "width", "depth", "lr"]].astype(
