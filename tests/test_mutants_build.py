@@ -1309,3 +1309,39 @@ def test_build_refuses_a_folder_whose_data_file_changed(tmp_path):
     assert str(e.value) == (
         f"data: {csv} changed since the sweep in {folder} began (sha256 {held[:12]}..., now "
         f"{now[:12]}...); restore the file or use another --out folder")
+
+
+# --- a fifth sweep: two optimizers and two loss functions, one width --------------------------
+# tests/data/build_sweep5 (161 KB): sj.run_sweep(sj.Grid(datasets=("xor",), d=(3,), variants=(
+# "plain", "shortcut"), widths=(2,), optimizers=("sgd", "adam"), loss_fns=("mse", "bce"), lrs=(
+# 0.5,), seeds=2, steps=20, eval_every=10, n_train=(40,), n_test=20), folder, progress=False),
+# the `.lock` file removed. About 0.8 s to build.
+
+SWEEP5 = Path(__file__).parent / "data" / "build_sweep5"
+
+
+def test_build_of_a_sweep_varying_optimizer_and_loss(tmp_path):
+    """Two varied axes, neither of them width: the opening names both optimizers and loss
+    functions, and the pair's heatmap has optimizer across and loss_fn up, each cell the mean
+    over seeds of shortcut − plain final test_acc, read from the chunks with pyarrow."""
+    folder = tmp_path / "build_sweep5"
+    shutil.copytree(SWEEP5, folder)
+    built = report.build(folder, hessians=False)
+    assert built.markdown.splitlines()[2].startswith(
+        "Sweep build_sweep5: datasets ['xor'], widths [2], learning rates [0.5], 2 seeds, 20 "
+        "steps of sgd, adam on the mse, bce loss; varied axes: optimizer, loss_fn. ")
+    assert list(built.figures) == ["paired_vs_optimizer", "paired_vs_loss_fn",
+                                   "heatmap_loss_fn_optimizer", "acc_vs_width",
+                                   "learning_curves", "diagnostics"]
+    ax = built.figures["heatmap_loss_fn_optimizer"].axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("optimizer", "loss_fn")
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["adam", "sgd"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["bce", "mse"]
+    df = pd.concat([pq.read_table(p).to_pandas() for p in sorted(SWEEP5.glob("chunks/*.parquet"))],
+                   ignore_index=True)
+    f = df[df["step"] == 20].astype({"variant": str, "optimizer": str, "loss_fn": str})
+    acc = f.set_index(["loss_fn", "optimizer", "seed", "variant"])["test_acc"].astype(np.float64)
+    want = np.array([[np.mean([acc[(loss, opt, s, "shortcut")] - acc[(loss, opt, s, "plain")]
+                               for s in (0, 1)]) for opt in ("adam", "sgd")]
+                     for loss in ("bce", "mse")])
+    np.testing.assert_allclose(ax.images[0].get_array(), want, rtol=1e-6)
