@@ -1345,3 +1345,35 @@ def test_build_of_a_sweep_varying_optimizer_and_loss(tmp_path):
                                for s in (0, 1)]) for opt in ("adam", "sgd")]
                      for loss in ("bce", "mse")])
     np.testing.assert_allclose(ax.images[0].get_array(), want, rtol=1e-6)
+
+
+# --- a sixth sweep: the teacher's reading with a verdict -------------------------------------
+# tests/data/build_sweep6 (58 KB): sj.run_sweep(sj.Grid(datasets=("teacher",), d=(3,),
+# teacher_shortcut=(3.0,), variants=("plain", "shortcut"), widths=(2,), loss_fns=("bce",), lrs=(
+# 0.5,), seeds=6, steps=200, eval_every=100, n_train=(60,), n_test=30), folder, progress=False),
+# the `.lock` file removed: the shortcut's test_gen_err lower in all 6 pairs.
+
+SWEEP6 = Path(__file__).parent / "data" / "build_sweep6"
+
+
+def test_build_of_a_teacher_sweep_reads_a_verdict(tmp_path):
+    """The teacher's reading at 95% names its configuration (exact Wilcoxon p 2/64, below 0.05);
+    at 97% it has none: the 97% t interval excludes 0 but the Wilcoxon p is above 0.03 (the
+    level is 1 − confidence, not 0.05). Each sentence rebuilt from scipy."""
+    folder = tmp_path / "build_sweep6"
+    shutil.copytree(SWEEP6, folder)
+    df = pd.concat([pq.read_table(p).to_pandas() for p in sorted(SWEEP6.glob("chunks/*.parquet"))],
+                   ignore_index=True)
+    f = df[df["step"] == 200].astype({"variant": str})
+    d = np.diff([f[f["variant"] == v].sort_values("seed")["test_gen_err"].to_numpy(np.float64)
+                 for v in ("plain", "shortcut")], axis=0)[0]
+    assert (d < 0).all() and wilcoxon_p(d) == pytest.approx(2 / 64)
+    lo, hi = t_ci(d, 0.97)[1:]
+    assert hi < 0  # at level 0.05 the 97% reading would be a verdict
+    for conf, n in ((0.95, 1), (0.97, 0)):
+        md = report.build(folder, hessians=False, confidence=conf).markdown
+        want, found = verdict_by_hand([("teacher width=2", d)], "test_gen_err", conf,
+                                      "the shortcut is")
+        assert found == n
+        assert ("(ŷ − p_teacher)², the student's distance from the teacher's noiseless output."
+                f"\n\nReading: {want}\n\n") in md, conf
