@@ -988,11 +988,19 @@ def test_build_at_a_low_confidence_readings_name_their_settings(tmp_path, rows, 
 
     out = tmp_path / "build_sweep2"
     shutil.copytree(SWEEP2, out)
+    config = json.loads((out / "config.json").read_text())
+    grid = config["config"]["grid"]  # the opening's lists, as a grid of two of each records
+    grid.update(optimizers=["sgd", "adam"], loss_fns=["bce", "mse"],
+                variants=[*grid["variants"], "residual+shortcut"])
+    (out / "config.json").write_text(json.dumps(config))
     with monkeypatch.context() as m:  # as without scikit-learn (an optional dependency)
         m.setitem(sys.modules, "sklearn.linear_model", None)
         built2 = report.build(out, hessians=False, confidence=conf)
     md = built2.markdown
     lines = md.splitlines()
+    assert " 3 seeds, 40 steps of sgd, adam on the bce, mse loss; varied axes: " in lines[2]
+    assert ("\n\nresidual and residual+shortcut at depth 1 left out: a depth-1 network has no "
+            "skip between hidden layers (it is the plain network there).\n\n") in md
     assert "linear_bound" not in built2.tables
     bad = untrained_by_hand(rows2, conf)
     assert set(map(tuple, built2.untrained[["variant", "width", "depth", "lr"]].astype(
@@ -1089,3 +1097,283 @@ def test_build_of_a_tanh_sweep_at_depth_2_and_one_lr(tmp_path):
         assert r["hess_zero_frac"] == (np.abs(lam) <= tol).sum() / len(lam), (v, r["seed"])
         assert r["hess_neg_frac"] == (lam < -tol).sum() / len(lam), (v, r["seed"])
     assert (hess["hess_neg_frac"] > 0).any()
+
+
+# --- baseline_table and png -------------------------------------------------------------------
+
+
+def test_baseline_table_of_two_data_sets_against_scikit_learn(monkeypatch):
+    """baseline_table itself: one row per data set, in data order, each scikit-learn's logistic
+    regression (max_iter 2000) fitted on the train split and scored on each split; empty
+    without scikit-learn."""
+    from sklearn.linear_model import LogisticRegression
+
+    made = [data_lib.make_synthetic("xor", 0, 80, 30, d=3, noise=0.05),
+            data_lib.make_synthetic("moons", 1, 60, 40, d=2, noise=0.3)]
+    data = [({}, made[0], "first"), ({}, made[1], "second")]
+    base = report.baseline_table(data)
+    assert base.columns.tolist() == ["data set", "model", "train acc", "val acc", "test acc"]
+    assert base[["data set", "model"]].values.tolist() == [
+        ["first", "logistic regression"], ["second", "logistic regression"]]
+    for k, ds in enumerate(made):
+        model = LogisticRegression(max_iter=2000).fit(ds.X_train, ds.Y_train)
+        want = [model.score(ds.X_train, ds.Y_train), model.score(ds.X_val, ds.Y_val),
+                model.score(ds.X_test, ds.Y_test)]
+        assert len({*want}) == 3, want  # the three splits tell apart which one was scored
+        np.testing.assert_allclose(base.iloc[k, 2:].to_numpy(np.float64), want, rtol=1e-12)
+    monkeypatch.setitem(sys.modules, "sklearn.linear_model", None)  # as if not installed
+    empty = report.baseline_table(data)
+    assert isinstance(empty, pd.DataFrame) and empty.empty and empty.columns.empty
+
+
+def test_png_is_a_png_at_100_dpi_whatever_the_settings():
+    """png: PNG bytes (the signature and IHDR read by hand) of the figure at 100 dpi, whatever
+    matplotlib's savefig format and dpi settings and the figure's own dpi."""
+    import struct
+
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(3, 2), dpi=72)
+    fig.add_subplot().plot([0, 1], [1, 0])
+    with matplotlib.rc_context({"savefig.format": "pdf", "savefig.dpi": 50}):
+        got = report.png(fig)
+    assert got[:8] == b"\x89PNG\r\n\x1a\n" and got[12:16] == b"IHDR"
+    assert struct.unpack(">II", got[16:24]) == (300, 200)  # 3 x 2 inches at 100 dpi
+    i = got.index(b"pHYs")  # pixels per metre, unit 1 (metre): 100 dpi
+    assert struct.unpack(">IIB", got[i + 4:i + 13]) == (3937, 3937, 1)
+
+
+
+# --- a fourth sweep: 2-D data, two data sets of one task --------------------------------------
+# tests/data/build_sweep4 (161 KB): sj.run_sweep(sj.Grid(datasets=("xor",), d=(2,), data_seeds=(0,
+# 1), variants=("plain", "shortcut"), widths=(2, 3), lrs=(0.5,), seeds=2, steps=20, eval_every=10,
+# n_train=(40,), n_test=20), folder, progress=False), the `.lock` file removed. About 0.7 s to
+# build (its decision boundaries compile a predict).
+
+SWEEP4 = Path(__file__).parent / "data" / "build_sweep4"
+NAME4 = "xor-s{}-n40-d2-noise0.05"
+
+
+def boundaries_by_hand(folder, data_seed, variant, width, seed):
+    """The decision boundary's ŷ on plots.decision_boundaries' documented grid (X_train's box
+    padded by 10% of its span each side, 200 x 200), from params.npz read with NumPy alone and
+    the data made again: sigmoid(W2 relu(W1 x + b1) + b2 + W x), in float64."""
+    ds = data_lib.make_synthetic("xor", data_seed, 40, 20, d=2, noise=0.05)
+    X = np.asarray(ds.X_train, np.float64)
+    lo, hi = X.min(0), X.max(0)
+    lo, hi = lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo)
+    gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))
+    G = np.stack([gx.ravel(), gy.ravel()], 1)
+    group = (f"{NAME4.format(data_seed)}-{variant}{'-zeros' if variant == 'shortcut' else ''}"
+             f"-h{width}-sgd-mse-bfull/")
+    with np.load(folder / "params.npz") as z:
+        i, = np.flatnonzero((z[group + "lr"] == 0.5) & (z[group + "seed"] == seed))
+        p = {k: z[group + k][i].astype(np.float64) for k in ("W1", "b1", "W2", "b2", "W")
+             if group + k in z.files}
+    z2 = np.maximum(G @ p["W1"].T + p["b1"], 0) @ p["W2"][0] + p["b2"]
+    if "W" in p:
+        z2 = z2 + G @ p["W"][0]
+    return X, np.asarray(ds.Y_train), (1 / (1 + np.exp(-z2))).reshape(gx.shape)
+
+
+def check_boundaries(figure, folder, data_seed, drawn):
+    """One panel per variant (plain, shortcut; the smallest width and seed), each with its title,
+    the training points by label, and ŷ (`drawn`: what contourf was given) by hand."""
+    from matplotlib.collections import PathCollection
+
+    panels = [a for a in figure.axes if a.get_title()]
+    assert [a.get_title().replace("\n", " ") for a in panels] == [
+        "plain, h=2, lr=0.5, seed 0", "shortcut, h=2, lr=0.5, seed 0"]
+    assert len(drawn) == 2
+    for ax, variant, prob in zip(panels, ("plain", "shortcut"), drawn):
+        X, Y, want = boundaries_by_hand(folder, data_seed, variant, 2, 0)
+        np.testing.assert_allclose(prob, want, rtol=1e-5, atol=1e-6, err_msg=variant)
+        points = [c.get_offsets() for c in ax.collections if isinstance(c, PathCollection)]
+        assert len(points) == 2
+        for got, label in zip(points, (0, 1)):
+            np.testing.assert_array_equal(got, X[Y == label])
+
+
+def contourf_spy(monkeypatch):
+    """The ŷ arrays handed to matplotlib's contourf, recorded in call order."""
+    from matplotlib.axes import Axes
+
+    drawn, contourf = [], Axes.contourf
+
+    def spy(self, *args, **kwargs):
+        drawn.append(np.asarray(args[2], np.float64))
+        return contourf(self, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "contourf", spy)
+    return drawn
+
+
+def test_boundaries_of_2d_data_against_numpy(tmp_path, monkeypatch):
+    """boundaries itself on sweep 4: the first data set of the task drawn (its second, the
+    same task, not), plain and shortcut of the smallest width and seed at the chosen lr, ŷ on
+    the grid against NumPy; rows of other networks (depth 2, tanh, as a sweep with those axes
+    has) left out."""
+    folder, data, chosen = _selected(tmp_path, SWEEP4)
+    drawn = contourf_spy(monkeypatch)
+    extra = chosen[(chosen["data_seed"] == 0) & (chosen["width"] == 2) & (chosen["seed"] == 0)]
+    deep = extra.assign(depth=2)
+    tanh = extra.assign(activation=pd.Categorical(["tanh"] * len(extra),
+                                                  categories=["relu", "tanh"]))
+    both = pd.concat([deep, chosen.astype({"activation": tanh["activation"].dtype}), tanh],
+                     ignore_index=True)
+    out = report.boundaries(folder, data, both)
+    assert list(out) == [f"boundaries_{NAME4.format(0)}"]
+    check_boundaries(out[f"boundaries_{NAME4.format(0)}"], folder, 0, drawn)
+
+
+def test_boundaries_skip_data_sets_without_runs_or_not_2d(tmp_path, monkeypatch):
+    """A data set without chosen runs, or one whose inputs are not 2-D (a 3-D data set put in
+    the first entry's place), is skipped, and the next one of the task is drawn."""
+    folder, data, chosen = _selected(tmp_path, SWEEP4)
+    drawn = contourf_spy(monkeypatch)
+    out = report.boundaries(folder, data, chosen[chosen["data_seed"] == 1])
+    assert list(out) == [f"boundaries_{NAME4.format(1)}"]
+    check_boundaries(out[f"boundaries_{NAME4.format(1)}"], folder, 1, drawn)
+    drawn.clear()
+    three_d = data_lib.make_synthetic("xor", 0, 40, 20, d=3, noise=0.05)
+    out = report.boundaries(folder, [(data[0][0], three_d, "three"), data[1]], chosen)
+    assert list(out) == [f"boundaries_{NAME4.format(1)}"]
+    check_boundaries(out[f"boundaries_{NAME4.format(1)}"], folder, 1, drawn)
+
+
+def test_build_of_a_2d_sweep_draws_its_boundaries(tmp_path, monkeypatch):
+    """build of sweep 4: the boundaries of its first data set among the figures, listed last."""
+    folder = tmp_path / "build_sweep4"
+    shutil.copytree(SWEEP4, folder)
+    drawn = contourf_spy(monkeypatch)
+    built = report.build(folder, hessians=False)
+    name = f"boundaries_{NAME4.format(0)}"
+    assert list(built.figures) == ["paired_vs_width", "acc_vs_width", "learning_curves",
+                                   "diagnostics", name]
+    assert built.markdown.endswith(
+        "## Figures\n\n![acc_vs_width](figures/acc_vs_width.png)\n"
+        "![learning_curves](figures/learning_curves.png)\n"
+        f"![diagnostics](figures/diagnostics.png)\n![{name}](figures/{name}.png)\n")
+    check_boundaries(built.figures[name], folder, 0, drawn[-2:])
+
+
+# --- a folder without shortcut runs -----------------------------------------------------------
+
+
+def test_build_refuses_a_folder_without_shortcut_runs(tmp_path):
+    """A copy of sweep 1 whose table lists its plain chunk only (the shortcut chunk removed,
+    manifest.json's checksums made again with hashlib): build names what it needs."""
+    import hashlib
+
+    folder = tmp_path / "build_sweep"
+    shutil.copytree(SWEEP, folder)
+    table = json.loads((folder / "table.json").read_text())
+    table["files"] = [p for p in table["files"] if "-plain-" in p]
+    table["rows"] = 32
+    (folder / "table.json").write_text(json.dumps(table))
+    manifest = {k: v for k, v in json.loads((folder / "manifest.json").read_text()).items()
+                if "-shortcut-" not in k}
+    manifest["table.json"] = hashlib.sha256((folder / "table.json").read_bytes()).hexdigest()
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    for p in folder.glob("chunks/*-shortcut-*"):
+        p.unlink()
+    with pytest.raises(ValueError) as e:
+        report.build(folder, hessians=False)
+    assert str(e.value) == (
+        "folder: the report compares each variant with plain, the problem's shortcut first: "
+        f"expected plain and shortcut runs in {folder}, got variants ['plain']")
+
+
+def test_build_refuses_a_folder_whose_data_file_changed(tmp_path):
+    """A copy of sweep 1 whose config.json records a CSV grid and its file's SHA-256 (a CSV
+    sweep's): with the file changed since (a SHA-256 that is not hashlib's of it), build names
+    the file and the folder."""
+    import hashlib
+
+    folder = tmp_path / "build_sweep"
+    shutil.copytree(SWEEP, folder)
+    csv = tmp_path / "points.csv"
+    X = np.random.default_rng(0).normal(size=(40, 2))
+    pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "y": (X[:, 0] > 0).astype(int)}).to_csv(
+        csv, index=False)
+    held = hashlib.sha256(b"the file as it was").hexdigest()
+    config = json.loads((folder / "config.json").read_text())
+    grid = config["config"]["grid"]
+    grid.update(csv=str(csv), target="y", n_train=None, d=None, noise=None)
+    config["config"]["data"] = [{"name": "points", "path": str(csv), "sha256": held}]
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError) as e:
+        report.build(folder, hessians=False)
+    now = hashlib.sha256(csv.read_bytes()).hexdigest()
+    assert str(e.value) == (
+        f"data: {csv} changed since the sweep in {folder} began (sha256 {held[:12]}..., now "
+        f"{now[:12]}...); restore the file or use another --out folder")
+
+
+# --- a fifth sweep: two optimizers and two loss functions, one width --------------------------
+# tests/data/build_sweep5 (161 KB): sj.run_sweep(sj.Grid(datasets=("xor",), d=(3,), variants=(
+# "plain", "shortcut"), widths=(2,), optimizers=("sgd", "adam"), loss_fns=("mse", "bce"), lrs=(
+# 0.5,), seeds=2, steps=20, eval_every=10, n_train=(40,), n_test=20), folder, progress=False),
+# the `.lock` file removed. About 0.8 s to build.
+
+SWEEP5 = Path(__file__).parent / "data" / "build_sweep5"
+
+
+def test_build_of_a_sweep_varying_optimizer_and_loss(tmp_path):
+    """Two varied axes, neither of them width: the opening names both optimizers and loss
+    functions, and the pair's heatmap has optimizer across and loss_fn up, each cell the mean
+    over seeds of shortcut − plain final test_acc, read from the chunks with pyarrow."""
+    folder = tmp_path / "build_sweep5"
+    shutil.copytree(SWEEP5, folder)
+    built = report.build(folder, hessians=False)
+    assert built.markdown.splitlines()[2].startswith(
+        "Sweep build_sweep5: datasets ['xor'], widths [2], learning rates [0.5], 2 seeds, 20 "
+        "steps of sgd, adam on the mse, bce loss; varied axes: optimizer, loss_fn. ")
+    assert list(built.figures) == ["paired_vs_optimizer", "paired_vs_loss_fn",
+                                   "heatmap_loss_fn_optimizer", "acc_vs_width",
+                                   "learning_curves", "diagnostics"]
+    ax = built.figures["heatmap_loss_fn_optimizer"].axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("optimizer", "loss_fn")
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["adam", "sgd"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["bce", "mse"]
+    df = pd.concat([pq.read_table(p).to_pandas() for p in sorted(SWEEP5.glob("chunks/*.parquet"))],
+                   ignore_index=True)
+    f = df[df["step"] == 20].astype({"variant": str, "optimizer": str, "loss_fn": str})
+    acc = f.set_index(["loss_fn", "optimizer", "seed", "variant"])["test_acc"].astype(np.float64)
+    want = np.array([[np.mean([acc[(loss, opt, s, "shortcut")] - acc[(loss, opt, s, "plain")]
+                               for s in (0, 1)]) for opt in ("adam", "sgd")]
+                     for loss in ("bce", "mse")])
+    np.testing.assert_allclose(ax.images[0].get_array(), want, rtol=1e-6)
+
+
+# --- a sixth sweep: the teacher's reading with a verdict -------------------------------------
+# tests/data/build_sweep6 (58 KB): sj.run_sweep(sj.Grid(datasets=("teacher",), d=(3,),
+# teacher_shortcut=(3.0,), variants=("plain", "shortcut"), widths=(2,), loss_fns=("bce",), lrs=(
+# 0.5,), seeds=6, steps=200, eval_every=100, n_train=(60,), n_test=30), folder, progress=False),
+# the `.lock` file removed: the shortcut's test_gen_err lower in all 6 pairs.
+
+SWEEP6 = Path(__file__).parent / "data" / "build_sweep6"
+
+
+def test_build_of_a_teacher_sweep_reads_a_verdict(tmp_path):
+    """The teacher's reading at 95% names its configuration (exact Wilcoxon p 2/64, below 0.05);
+    at 97% it has none: the 97% t interval excludes 0 but the Wilcoxon p is above 0.03 (the
+    level is 1 − confidence, not 0.05). Each sentence rebuilt from scipy."""
+    folder = tmp_path / "build_sweep6"
+    shutil.copytree(SWEEP6, folder)
+    df = pd.concat([pq.read_table(p).to_pandas() for p in sorted(SWEEP6.glob("chunks/*.parquet"))],
+                   ignore_index=True)
+    f = df[df["step"] == 200].astype({"variant": str})
+    d = np.diff([f[f["variant"] == v].sort_values("seed")["test_gen_err"].to_numpy(np.float64)
+                 for v in ("plain", "shortcut")], axis=0)[0]
+    assert (d < 0).all() and wilcoxon_p(d) == pytest.approx(2 / 64)
+    lo, hi = t_ci(d, 0.97)[1:]
+    assert hi < 0  # at level 0.05 the 97% reading would be a verdict
+    for conf, n in ((0.95, 1), (0.97, 0)):
+        md = report.build(folder, hessians=False, confidence=conf).markdown
+        want, found = verdict_by_hand([("teacher width=2", d)], "test_gen_err", conf,
+                                      "the shortcut is")
+        assert found == n
+        assert ("(ŷ − p_teacher)², the student's distance from the teacher's noiseless output."
+                f"\n\nReading: {want}\n\n") in md, conf
