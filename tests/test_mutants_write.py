@@ -1043,3 +1043,26 @@ def test_a_damaged_file_warning_points_at_the_caller_of_verified(tmp_path):
     with pytest.warns(results.DamagedFileWarning) as w:
         results.RunFolder(tmp_path).verified(tmp_path / "chunks" / "c.npz")
     assert w[0].filename == __file__
+
+
+def test_git_commit_gives_each_git_call_5_seconds_and_is_none_past_them(monkeypatch):
+    """Both git calls run with timeout=5 (a hung git cannot stall a sweep's start); a call
+    past it (subprocess.TimeoutExpired) gives None. subprocess.run is a spy: nothing waits."""
+    import subprocess
+
+    calls = []
+
+    def spy(args, **kw):
+        calls.append((args, kw.get("timeout")))
+        return subprocess.CompletedProcess(args, 0, stdout="abc123\n" if "rev-parse" in args
+                                           else "")
+
+    monkeypatch.setattr(results.subprocess, "run", spy)
+    assert results.git_commit() == "abc123"
+    assert calls == [(["git", "rev-parse", "HEAD"], 5), (["git", "status", "--porcelain"], 5)]
+
+    def hung(args, **kw):
+        raise subprocess.TimeoutExpired(args, kw["timeout"])
+
+    monkeypatch.setattr(results.subprocess, "run", hung)
+    assert results.git_commit() is None
