@@ -288,7 +288,7 @@ def build(folder: str | Path, *, tau: float | None = None, hessians: bool = True
     compared = [m for m in ("test_acc", "test_loss", "train_loss", "test_gen_err") if m in metrics]
     # each variant against plain: the problem's shortcut first, then the skips between hidden
     # layers (residual, residual+shortcut) where the sweep has them
-    versus = [v for v in stats.VERSUS if v == "shortcut" or (df["variant"] == v).any()]
+    versus = [v for v in stats.VERSUS if v in variants]
     tables["paired"] = _by_variant({v: [stats.paired(runs, m, confidence=confidence, variant=v)
                                         for m in (*compared, stats.STEPS)] for v in versus})
     pairs = {v: {m: stats.paired(chosen, m, confidence=confidence, ignore=("lr",), variant=v)
